@@ -1,0 +1,3 @@
+from kbuild_py.cli import main
+
+main()

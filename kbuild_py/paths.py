@@ -1,0 +1,20 @@
+"""Where kmod-py keeps its per-user state (XDG base directories)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """$KMOD_PY_CACHE, else $XDG_CACHE_HOME/kmod-py, else ~/.cache/kmod-py."""
+    explicit = os.environ.get("KMOD_PY_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kmod-py"
+
+
+def output_dir(project: Path, release: str) -> Path:
+    """Per-kernel output directory inside a module project: PATH/.kmod-py/<release>/."""
+    return project / ".kmod-py" / release

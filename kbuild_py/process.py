@@ -1,0 +1,107 @@
+"""The host-process seam: run an argv, stream its output lines, return the exit code.
+
+Everything kmod-py runs on the host (make, sign-file, dpkg-deb ...) goes through a
+Runner. Unit tests pass a fake Runner; nothing patches the subprocess module.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kbuild_py.errors import InfraError
+
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    timed_out: bool = False
+    duration: float = 0.0
+
+
+class Runner(Protocol):
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        on_line: LineSink | None = None,
+    ) -> Result: ...
+
+
+class HostRunner:
+    """Runs processes on this machine, merging stdout and stderr line by line."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        on_line: LineSink | None = None,
+    ) -> Result:
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=full_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except FileNotFoundError as e:
+            raise InfraError(f"{argv[0]}: command not found", f"install {argv[0]}") from e
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout, kill) if timeout else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                if on_line:
+                    on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+            rc = proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+        return Result(rc, timed_out.is_set(), time.monotonic() - start)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
