@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test` (run as root on Debian 12).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.kmod-py-installed
+
+.PHONY: setup system demo test lint bench clean
+
+setup: system $(STAMP)
+
+system:
+	@sh scripts/setup-system.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: setup
+	@sh scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check kbuild_py tests bench
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo dist build *.egg-info

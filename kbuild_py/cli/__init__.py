@@ -1,0 +1,80 @@
+"""The typer CLI: thin commands that parse options, call one service, render a result.
+
+Only this package imports typer. Each command lives in its own module; heavy
+libraries (jinja2, pyelftools, docker) are imported inside command bodies so
+that `kmod-py --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from kbuild_py import __version__
+from kbuild_py.errors import KmodError
+
+
+def fail(err: KmodError) -> None:
+    """Print a KmodError as `error:`/`hint:` lines on stderr."""
+    typer.secho(f"error: {err.message}", err=True, fg=typer.colors.RED)
+    if err.hint:
+        typer.echo(f"hint: {err.hint}", err=True)
+
+
+class _Group(TyperGroup):
+    """Turns a KmodError raised by any command into its message and exit code."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except KmodError as err:
+            if os.environ.get("KMOD_PY_DEBUG"):
+                raise
+            fail(err)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="kmod-py",
+    help="Build, check and boot-test out-of-tree Linux kernel modules.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kmod-py {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    if debug:
+        os.environ["KMOD_PY_DEBUG"] = "1"
+
+
+def _register() -> None:
+    # Importing a command module registers its command(s) on `app`.
+    from kbuild_py.cli import build, check, kernels, new, test  # noqa: F401
+
+
+def main() -> None:
+    app(prog_name="kmod-py")
+
+
+_register()

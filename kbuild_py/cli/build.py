@@ -1,0 +1,1 @@
+"""kmod-py build command."""

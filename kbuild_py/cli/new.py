@@ -1,0 +1,1 @@
+"""kmod-py new command."""

@@ -1,0 +1,64 @@
+#!/bin/sh
+# Install the system packages kmod-py's demo and test suite need on Debian 12,
+# and start dockerd when it is not running. Idempotent; needs root.
+set -eu
+
+need=""
+have() { command -v "$1" >/dev/null 2>&1; }
+pkg_for() { # command -> Debian package
+    case "$1" in
+        make) echo make ;;
+        gcc) echo gcc ;;
+        dockerd) echo docker.io ;;
+        debootstrap) echo debootstrap ;;
+        qemu-system-x86_64) echo qemu-system-x86 ;;
+        busybox) echo busybox-static ;;
+        modinfo) echo kmod ;;
+        dpkg-deb) echo dpkg ;;
+        xz) echo xz-utils ;;
+        zstd) echo zstd ;;
+        gzip) echo gzip ;;
+        openssl) echo openssl ;;
+        bc) echo bc ;;
+        flex) echo flex ;;
+        bison) echo bison ;;
+    esac
+}
+for c in make gcc dockerd debootstrap qemu-system-x86_64 modinfo dpkg-deb xz zstd gzip openssl; do
+    have "$c" || need="$need $(pkg_for "$c")"
+done
+# busybox-static specifically (a dynamic busybox cannot run in the initramfs)
+dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static"
+# Kernel headers for the host-backend build: the current release of the host's suite.
+dpkg -s linux-headers-amd64 >/dev/null 2>&1 || need="$need linux-headers-amd64"
+
+if [ -n "$need" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing packages:$need (run as root, or install them)" >&2
+        exit 2
+    fi
+    echo "setup: installing$need"
+    apt-get update -q >/dev/null || apt-get update -q || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need >/dev/null
+fi
+
+# A Docker daemon for the container backend and its tests.
+if [ -S /var/run/docker.sock ] && python3 - <<'PY' 2>/dev/null
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(2)
+s.connect("/var/run/docker.sock"); s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+sys.exit(0 if b"OK" in s.recv(1024) else 1)
+PY
+then
+    :
+elif [ -z "${DOCKER_HOST:-}" ] && command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: starting dockerd"
+    nohup dockerd >/var/log/kmod-py-dockerd.log 2>&1 &
+    i=0
+    until [ -S /var/run/docker.sock ] && docker version >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ $i -gt 60 ]; then echo "setup: dockerd did not start (see /var/log/kmod-py-dockerd.log)" >&2; exit 2; fi
+        sleep 1
+    done
+fi
+exit 0

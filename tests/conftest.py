@@ -1,0 +1,78 @@
+"""Shared fixtures.
+
+Heavy artefacts (Debian indices and packages, kernel images, Docker images) are
+cached per machine under KMOD_PY_CACHE (default /var/cache/kmod-py-tests as root),
+so a second run is fast and a fresh machine builds everything once.
+Under CI (CI=true) a missing component is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "KMOD_PY_CACHE" not in os.environ:
+        base = Path("/var/cache") if os.geteuid() == 0 else Path.home() / ".cache"
+        os.environ["KMOD_PY_CACHE"] = str(base / "kmod-py-tests")
+    Path(os.environ["KMOD_PY_CACHE"]).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("NO_COLOR", "1")
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip locally when a component is missing; fail under CI."""
+    if condition:
+        return
+    if CI:
+        pytest.fail(f"{what} is required under CI (make test installs it)")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture(scope="session")
+def host_release() -> str:
+    """The release of a Debian kernel-headers package installed on the host."""
+    from kbuild_py.kernels import host_releases
+
+    releases = [r for r in host_releases() if r.endswith("-amd64")]
+    require(bool(releases), "Debian kernel headers on the host (linux-headers-amd64)")
+    return releases[-1]
+
+
+@pytest.fixture(scope="session")
+def host_kdir(host_release: str) -> Path:
+    return Path("/lib/modules") / host_release / "build"
+
+
+@pytest.fixture
+def scaffold(tmp_path: Path):
+    """Scaffold a module with `kmod-py new` semantics and return its directory."""
+    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+
+    def make(name: str = "hello_module", **kw: str) -> Path:
+        return scaffold_module(ModuleSpec(name=name, **kw), tmp_path).path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def built_hello(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> Path:
+    """hello_module scaffolded and built on the host against the installed headers; its .ko."""
+    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+
+    require(shutil.which("make") is not None, "make")
+    parent = tmp_path_factory.mktemp("built")
+    project = scaffold_module(ModuleSpec(name="hello_module"), parent).path
+    import subprocess
+
+    subprocess.run(
+        ["make", "-C", str(host_kdir), f"M={project}", "modules"],
+        check=True, capture_output=True, timeout=600,
+    )
+    return project / "hello_module.ko"
