@@ -20,6 +20,47 @@ from kbuild_py.errors import InfraError
 
 LineSink = Callable[[str], None]
 
+# Cancellation: every running outside process (or container) registers a callback that
+# stops it. On Ctrl-C / SIGTERM the CLI calls cancel_all() so worker threads return
+# promptly and nothing outlives kmod-py.
+_cancel_lock = threading.Lock()
+_cancel_callbacks: dict[int, Callable[[], None]] = {}
+_cancel_seq = 0
+_cancelled = threading.Event()
+
+
+def on_cancel(fn: Callable[[], None]) -> int:
+    """Register fn to run on cancel_all(); returns a token for forget()."""
+    global _cancel_seq
+    with _cancel_lock:
+        _cancel_seq += 1
+        _cancel_callbacks[_cancel_seq] = fn
+        token = _cancel_seq
+    if _cancelled.is_set():
+        fn()
+    return token
+
+
+def forget(token: int) -> None:
+    with _cancel_lock:
+        _cancel_callbacks.pop(token, None)
+
+
+def cancel_all() -> None:
+    """Stop every registered process/container (idempotent)."""
+    _cancelled.set()
+    with _cancel_lock:
+        callbacks = list(_cancel_callbacks.values())
+    for fn in callbacks:
+        try:
+            fn()
+        except Exception:  # best effort: keep stopping the others
+            pass
+
+
+def cancelled() -> bool:
+    return _cancelled.is_set()
+
 
 @dataclass(frozen=True)
 class Result:
@@ -74,6 +115,7 @@ class HostRunner:
             timed_out.set()
             _kill_group(proc)
 
+        token = on_cancel(lambda: _kill_group(proc))
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.daemon = True
@@ -88,6 +130,7 @@ class HostRunner:
             _kill_group(proc)
             raise
         finally:
+            forget(token)
             if timer:
                 timer.cancel()
         return Result(rc, timed_out.is_set(), time.monotonic() - start)

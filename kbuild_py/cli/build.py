@@ -1,1 +1,102 @@
-"""kmod-py build command."""
+"""kmod-py build: run Kbuild for one or many kernels, then check the modules."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import typer
+
+from kbuild_py.cli import app
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, str]:
+    from kbuild_py.errors import UsageError
+
+    out = {}
+    for p in pairs:
+        name, eq, value = p.partition("=")
+        if not eq or not name.isidentifier():
+            raise UsageError(f"--make-var {p!r} is not VAR=VALUE", "e.g. --make-var W=1")
+        out[name] = value
+    return out
+
+
+@app.command()
+def build(
+    path: Path = typer.Argument(Path("."), help="Module directory (Kbuild or Makefile with obj-m)."),
+    kernel: list[str] = typer.Option([], "--kernel", "-k", help="Kernel spec; repeat for several."),
+    kdir: Path = typer.Option(None, "--kdir", help="A kernel build tree to build against."),
+    jobs: int = typer.Option(0, "-j", "--jobs", help="Kernels built at once (default: 1, or 2 for a matrix)."),
+    make_jobs: int = typer.Option(0, "--make-jobs", help="make -j inside each build (default: cores)."),
+    make_var: list[str] = typer.Option([], "--make-var", help="Extra make variable VAR=VALUE."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing kernel."),
+    mirror: str = typer.Option(None, "--mirror", help="Debian mirror for container images."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every make output line."),
+) -> None:
+    """Build the module for each target kernel and check the result."""
+    from kbuild_py import build as b
+    from kbuild_py import report_build as rb
+    from kbuild_py.project import find_module_dir, load_project
+    from kbuild_py.targets import resolve_targets
+
+    project_dir = find_module_dir(path)
+    project = load_project(project_dir)
+    targets = resolve_targets(kernel, kdir, project.kernels, mirror=mirror,
+                              progress=lambda m: typer.echo(m, err=True))
+    opts = b.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
+    if make_jobs:
+        opts.make_jobs = make_jobs
+    jobs = jobs or (2 if len(targets) > 1 else 1)
+    if len(targets) > 1 and not make_jobs:
+        opts.make_jobs = max(1, opts.make_jobs // min(jobs, len(targets)))
+    many = len(targets) > 1
+    lock = threading.Lock()
+    out = sys.stderr if as_json else sys.stdout
+
+    for t in targets:
+        if t.where == "host":
+            used = b.compiler_in_use(t, opts.make_vars)
+            if b.compiler_mismatch(t.compiler, used):
+                typer.secho(f"warning: the compiler differs from the one used to build kernel "
+                            f"{t.release}", err=True, fg=typer.colors.YELLOW)
+                typer.echo(f"  kernel built by: {t.compiler}\n  you are using:   {used}", err=True)
+                typer.echo("hint: install the kernel's compiler or pass --make-var CC=...", err=True)
+
+    from kbuild_py.paths import output_dir
+
+    def on_line(target, line: str) -> None:  # type: ignore[no-untyped-def]
+        line = line.replace(f"{output_dir(project_dir, target.release)}/", "")
+        shown = rb.live_line(line, f"[{target.release}] " if many else "", verbose)
+        if shown is not None:
+            with lock:
+                print(shown, file=out, flush=True)
+
+    def on_done(res) -> None:  # type: ignore[no-untyped-def]
+        with lock:
+            for line in rb.render_result(res, project_dir):
+                print(line, file=out, flush=True)
+
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        results = b.build_all(project_dir, targets, opts, jobs=jobs, fail_fast=fail_fast,
+                              on_line=on_line, on_done=on_done)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if as_json:
+        typer.echo(rb.to_json(results))
+    elif many:
+        typer.echo("")
+        typer.echo(rb.summary_table(results))
+    skipped = len(targets) - len(results)
+    if skipped:
+        typer.echo(f"{skipped} kernel(s) not built (--fail-fast)", err=True)
+    if skipped or not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _sigterm(signum, frame) -> None:  # type: ignore[no-untyped-def]
+    raise KeyboardInterrupt

@@ -1,0 +1,125 @@
+"""kmod.toml, the project file, and finding a module directory.
+
+    [module]
+    name = "hello_module"          # or modules = ["a", "b"] for several
+    license = "GPL"
+    author = "..."
+    description = "..."
+    version = "0.1.0"
+
+    [build]
+    kernels = ["debian:bookworm", "debian:trixie"]   # empty: the running kernel
+    make_vars = { W = "1" }
+
+    [test]
+    params = { debug = "1" }       # module parameters for insmod
+    script = "tests/smoke.sh"      # run in the guest after insmod
+    timeout = 120
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kbuild_py.errors import ProjectError, UsageError
+
+PROJECT_FILE = "kmod.toml"
+_OBJ_M = re.compile(r"^\s*obj-(?:m|\$\([A-Z0-9_]+\))\s*[:+]?=", re.M)
+
+
+@dataclass
+class Project:
+    path: Path
+    modules: list[str] = field(default_factory=list)
+    license: str | None = None
+    author: str | None = None
+    description: str | None = None
+    version: str | None = None
+    kernels: list[str] = field(default_factory=list)
+    make_vars: dict[str, str] = field(default_factory=dict)
+    test_params: dict[str, str] = field(default_factory=dict)
+    test_script: str | None = None
+    test_timeout: float | None = None
+    has_file: bool = False
+
+
+def _table(data: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ProjectError(f"{where}: [{key}] must be a table", "see `kmod-py new` for an example")
+    return value
+
+
+def _str_list(value: Any, what: str, where: Path) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProjectError(f"{where}: {what} must be a list of strings")
+    return list(value)
+
+
+def _str_map(value: Any, what: str, where: Path) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ProjectError(f"{where}: {what} must be a table of NAME = value")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool):
+            v = "1" if v else "0"
+        if not isinstance(v, (str, int, float)):
+            raise ProjectError(f"{where}: {what}.{k} must be a string or a number")
+        out[str(k)] = str(v)
+    return out
+
+
+def load_project(path: Path) -> Project:
+    """Read PATH/kmod.toml when it exists; a directory without one is a plain Kbuild project."""
+    path = Path(path)
+    file = path / PROJECT_FILE
+    if not file.is_file():
+        return Project(path=path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ProjectError(f"{file}: {e}", "fix the TOML syntax") from e
+    module = _table(data, "module", file)
+    build = _table(data, "build", file)
+    test = _table(data, "test", file)
+    modules = _str_list(module.get("modules", module.get("name", [])), "module.name", file)
+    timeout = test.get("timeout")
+    if timeout is not None and not isinstance(timeout, (int, float)):
+        raise ProjectError(f"{file}: test.timeout must be a number of seconds")
+    return Project(
+        path=path,
+        modules=modules,
+        license=module.get("license"),
+        author=module.get("author"),
+        description=module.get("description"),
+        version=module.get("version"),
+        kernels=_str_list(build.get("kernels", []), "build.kernels", file),
+        make_vars=_str_map(build.get("make_vars", {}), "build.make_vars", file),
+        test_params=_str_map(test.get("params", {}), "test.params", file),
+        test_script=test.get("script"),
+        test_timeout=float(timeout) if timeout is not None else None,
+        has_file=True,
+    )
+
+
+def find_module_dir(path: Path) -> Path:
+    """PATH must hold a Kbuild, or a Makefile that names obj-m, to be built out of tree."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such directory", "pass the module's directory")
+    if (path / "Kbuild").is_file():
+        return path.resolve()
+    for name in ("Makefile", "makefile", "GNUmakefile"):
+        mk = path / name
+        if mk.is_file() and _OBJ_M.search(mk.read_text(errors="replace")):
+            return path.resolve()
+    raise UsageError(
+        f"{path} is not an out-of-tree module: no Kbuild, and no Makefile with obj-m",
+        "create one with `kmod-py new NAME`, or add `obj-m := NAME.o` to a Kbuild file",
+    )

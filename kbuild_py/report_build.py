@@ -1,0 +1,122 @@
+"""Rendering build results: live lines, per-kernel outcome, summary table, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from kbuild_py.build import BuildResult, is_progress, parse_diagnostic
+from kbuild_py.render import human_size, paint, table
+
+
+def live_line(line: str, prefix: str = "", verbose: bool = False) -> str | None:
+    """What the concise live view shows for one make output line (None: hide it)."""
+    diag = parse_diagnostic(line)
+    if diag is not None:
+        color = "red" if diag.kind == "error" else "yellow"
+        return prefix + paint(line, color)
+    if verbose or is_progress(line):
+        return prefix + line
+    return None
+
+
+def _vermagic(res: BuildResult, ko: Path) -> str:
+    for rep in res.reports:
+        if rep.path == ko:
+            return (rep.vermagic or "").strip()
+    return ""
+
+
+def result_label(res: BuildResult) -> str:
+    if res.error:
+        return "ERROR"
+    if not res.built:
+        return "FAILED"
+    return "ok" if res.ok else "CHECK FAILED"
+
+
+def render_result(res: BuildResult, project: Path) -> list[str]:
+    """The block printed after one kernel's build."""
+    t = res.target
+    head = f"kernel {t.release} ({t.spec}, {t.where})"
+    out: list[str] = []
+    if res.error:
+        out.append(paint(f"{head}: {res.error}", "red"))
+        if res.log_path.is_file():
+            out.append(f"  full log: {res.log_path}")
+        return out
+    if not res.built:
+        out.append(paint(f"{head}: build failed (make exit {res.returncode})", "red"))
+        for d in res.errors or res.diagnostics:
+            out.append("  " + paint(d.text, "red" if d.kind == "error" else "yellow"))
+        out.append(f"  full log: {res.log_path}")
+        return out
+    warn = f", {len(res.warnings)} warning(s)" if res.warnings else ""
+    out.append(paint(f"{head}: built in {res.duration:.1f} s{warn}", "green"))
+    for d in res.warnings:
+        out.append("  " + paint(d.text, "yellow"))
+    for ko in res.modules:
+        rel = ko.relative_to(project) if ko.is_relative_to(project) else ko
+        out.append(f"  {rel}  {human_size(ko.stat().st_size)}  vermagic: {_vermagic(res, ko)}")
+    for rep in res.reports:
+        for f in rep.findings:
+            if f.severity == "info":
+                continue
+            color = "red" if f.severity == "error" else "yellow"
+            out.append("  " + paint(f"{f.severity}: [{f.rule_id}] {f.message}", color))
+        status = "passed" if rep.ok else "FAILED"
+        out.append(f"  check {rep.path.name}: {status}")
+    return out
+
+
+def summary_table(results: Sequence[BuildResult]) -> str:
+    rows = []
+    for r in results:
+        kos = ", ".join(k.name for k in r.modules) or "-"
+        vm = "; ".join(sorted({_vermagic(r, k) for k in r.modules})) or "-"
+        rows.append([
+            r.target.release, r.target.compiler or "?", result_label(r),
+            str(len(r.warnings)), kos, vm, f"{r.duration:.1f}s",
+        ])
+    return table(["kernel", "compiler", "result", "warnings", ".ko", "vermagic", "time"], rows)
+
+
+def to_json(results: Sequence[BuildResult]) -> str:
+    doc = []
+    for r in results:
+        doc.append({
+            "kernel": r.target.spec,
+            "release": r.target.release,
+            "where": r.target.where,
+            "compiler": r.target.compiler,
+            "result": result_label(r),
+            "ok": r.ok,
+            "returncode": r.returncode,
+            "duration": round(r.duration, 3),
+            "log": str(r.log_path),
+            "error": r.error,
+            "errors": [d.text for d in r.errors],
+            "warnings": [d.text for d in r.warnings],
+            "modules": [
+                {
+                    "path": str(k),
+                    "size": k.stat().st_size if k.exists() else None,
+                    "vermagic": _vermagic(r, k),
+                }
+                for k in r.modules
+            ],
+            "checks": [rep_json(rep) for rep in r.reports],
+        })
+    return json.dumps(doc, indent=2)
+
+
+def rep_json(rep) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "path": str(rep.path),
+        "ok": rep.ok,
+        "findings": [
+            {"rule": f.rule_id, "severity": f.severity, "message": f.message, "hint": f.hint}
+            for f in rep.findings
+        ],
+    }

@@ -1,0 +1,34 @@
+"""Which kernels a command targets: --kdir, --kernel specs, kmod.toml, or the running kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kbuild_py import kernels
+from kbuild_py.kernels import Target
+
+
+def choose_specs(cli_specs: Sequence[str], project_specs: Sequence[str]) -> list[str]:
+    """--kernel wins over kmod.toml; neither means the running kernel. Duplicates dropped."""
+    specs = list(cli_specs) or list(project_specs) or ["host"]
+    return list(dict.fromkeys(specs))
+
+
+def resolve_targets(
+    cli_specs: Sequence[str],
+    kdir: Path | None,
+    project_specs: Sequence[str] = (),
+    mirror: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Target]:
+    if kdir is not None:
+        return [kernels.host_target(spec=str(kdir), kdir=kdir)]
+    resolve = getattr(kernels, "resolve_spec", None)
+    out = []
+    for spec in choose_specs(cli_specs, project_specs):
+        if resolve is not None:
+            out.append(resolve(spec, mirror=mirror, progress=progress))
+        else:
+            out.append(kernels.host_target(spec, release=None if spec == "host" else spec))
+    return out
