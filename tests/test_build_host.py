@@ -1,0 +1,142 @@
+"""kmod-py build on the host against real Debian kernel headers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kbuild_py.cli import app
+
+pytestmark = pytest.mark.headers
+runner = CliRunner()
+
+
+def build(project: Path, *args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["build", str(project), *args])
+
+
+def test_scaffolded_module_builds_clean_with_w1(scaffold, host_release: str) -> None:
+    project = scaffold("hello_module")
+    res = build(project, "--kernel", host_release)
+    assert res.exit_code == 0, res.output
+    ko = project / ".kmod-py" / host_release / "hello_module.ko"
+    assert ko.is_file()
+    assert "warning" not in res.output.lower(), res.output  # W=1 from kmod.toml, zero warnings
+    assert "W=1" in (ko.parent / "build.log").read_text().splitlines()[1]
+    assert f"vermagic: {host_release} SMP" in res.output
+    assert "check hello_module.ko: passed" in res.output
+    assert "CC [M]  hello_module.o" in res.output
+    # the user's tree holds no build output
+    assert not list(project.glob("*.o")) and not list(project.glob("*.ko"))
+
+
+def test_plain_make_works_without_kmod_py(scaffold, host_kdir: Path) -> None:
+    project = scaffold("plain_mod")
+    proc = subprocess.run(["make", f"KDIR={host_kdir}"], cwd=project, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (project / "plain_mod.ko").is_file()
+    subprocess.run(["make", f"KDIR={host_kdir}", "clean"], cwd=project, check=True,
+                   capture_output=True, timeout=600)
+    assert not (project / "plain_mod.ko").exists()
+
+
+def test_syntax_error_fails_with_diagnostic_first(scaffold, host_release: str) -> None:
+    project = scaffold("broken")
+    src = project / "broken.c"
+    src.write_text(src.read_text().replace('pr_info("loaded\\n");', 'pr_info("loaded\\n")'))
+    res = build(project, "--kernel", host_release)
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    fail_at = next(i for i, ln in enumerate(lines) if "build failed" in ln)
+    assert f"{project}/broken.c:" in lines[fail_at + 1] and "error:" in lines[fail_at + 1]
+    assert f"full log: {project}/.kmod-py/{host_release}/build.log" in res.output
+
+
+def test_existing_multi_module_directory(tmp_path: Path, host_release: str) -> None:
+    d = tmp_path / "drivers"
+    d.mkdir()
+    (d / "Makefile").write_text(
+        "obj-m := alpha.o beta.o\nbeta-y := beta_main.o beta_util.o\n"
+        "all:\n\t$(MAKE) -C /lib/modules/$(shell uname -r)/build M=$(CURDIR) modules\n"
+    )
+    common = '#include <linux/module.h>\nMODULE_LICENSE("GPL");\n'
+    (d / "alpha.c").write_text(common + "static int __init a_init(void) { return 0; }\n"
+                               "module_init(a_init);\n")
+    (d / "beta_util.c").write_text('#include <linux/kernel.h>\n#include "beta.h"\n'
+                                   "int beta_value(void) { return 42; }\n")
+    (d / "beta.h").write_text("int beta_value(void);\n")
+    (d / "beta_main.c").write_text(common + '#include "beta.h"\n'
+                                   "static int __init b_init(void) { return beta_value() - 42; }\n"
+                                   "module_init(b_init);\n")
+    res = build(d, "--kernel", host_release, "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [Path(m["path"]).name for m in doc[0]["modules"]] == ["alpha.ko", "beta.ko"]
+    assert all(m["vermagic"].startswith(host_release + " ") for m in doc[0]["modules"])
+    assert doc[0]["ok"] is True
+
+
+def test_missing_build_tree_is_exit_2_with_fixes(scaffold, tmp_path: Path) -> None:
+    project = scaffold("m")
+    res = build(project, "--kdir", str(tmp_path / "nowhere"))
+    assert res.exit_code == 2
+    assert "no build tree" in res.stderr and "apt-get install linux-headers-" in res.stderr
+    res = build(project, "--kdir", str(tmp_path))
+    assert res.exit_code == 2 and "not a prepared kernel build tree" in res.stderr
+
+
+def test_not_a_module_dir_is_exit_2(tmp_path: Path) -> None:
+    res = build(tmp_path)
+    assert res.exit_code == 2 and "not an out-of-tree module" in res.stderr
+
+
+def test_bad_make_var_is_exit_2(scaffold) -> None:
+    res = build(scaffold("m"), "--make-var", "novalue")
+    assert res.exit_code == 2 and "VAR=VALUE" in res.stderr
+
+
+def test_compiler_mismatch_is_reported(scaffold, host_release: str) -> None:
+    if not shutil.which("gcc-12"):
+        pytest.skip("the kernel's gcc-12 is not the only compiler here")
+    res = build(scaffold("m"), "--kernel", host_release, "--make-var", "CC=gcc")
+    assert "the compiler differs from the one used to build kernel" in res.stderr
+    assert "kernel built by: gcc-12" in res.stderr
+
+
+def test_kdir_build_then_check_against_other_vermagic(scaffold, host_kdir: Path,
+                                                      tmp_path: Path) -> None:
+    project = scaffold("vm")
+    res = build(project, "--kdir", str(host_kdir))
+    assert res.exit_code == 0, res.output
+    from kbuild_py.buildtree import BuildTree
+
+    other = BuildTree.open(host_kdir).snapshot_into(tmp_path / "other")
+    uts = other.path / "include/generated/utsrelease.h"
+    uts.write_text('#define UTS_RELEASE "6.1.0-99-amd64"\n')
+    conf = other.path / "include/config/auto.conf"
+    conf.write_text(conf.read_text().replace("CONFIG_MODULE_UNLOAD=y", ""))
+    ko = next((project / ".kmod-py").rglob("vm.ko"))
+    res = runner.invoke(app, ["check", str(ko), "--kdir", str(other.path)])
+    assert res.exit_code == 1, res.output
+    assert "version magic" in res.output and "should be" in res.output
+
+
+def test_console_script_and_python_m(scaffold, host_release: str) -> None:
+    exe = Path(sys.executable).parent / "kmod-py"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("kmod-py ")
+    project = scaffold("cs")
+    proc = subprocess.run([sys.executable, "-m", "kbuild_py", "build", str(project), "--kernel",
+                           host_release], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run([str(exe), "build", str(project), "--kernel", "0.0.1-nope"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ")

@@ -1,0 +1,63 @@
+"""kmod.toml parsing and module-directory detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kbuild_py.errors import ProjectError, UsageError
+from kbuild_py.project import find_module_dir, load_project
+from kbuild_py.targets import choose_specs
+
+
+def test_no_file_is_a_plain_project(tmp_path: Path) -> None:
+    p = load_project(tmp_path)
+    assert p.has_file is False and p.kernels == [] and p.make_vars == {}
+
+
+def test_full_file(tmp_path: Path) -> None:
+    (tmp_path / "kmod.toml").write_text(
+        '[module]\nmodules = ["a", "b"]\nlicense = "GPL"\n'
+        '[build]\nkernels = ["debian:bookworm", "host"]\nmake_vars = { W = 1, LLVM = "1" }\n'
+        '[test]\nparams = { debug = true }\nscript = "s.sh"\ntimeout = 30\n'
+    )
+    p = load_project(tmp_path)
+    assert p.modules == ["a", "b"]
+    assert p.kernels == ["debian:bookworm", "host"]
+    assert p.make_vars == {"W": "1", "LLVM": "1"}
+    assert p.test_params == {"debug": "1"}
+    assert p.test_script == "s.sh" and p.test_timeout == 30.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[module\n", "build = 3\n", "[build]\nkernels = [1]\n", "[build]\nmake_vars = [1]\n",
+     '[test]\ntimeout = "x"\n'],
+)
+def test_invalid_files_are_errors(tmp_path: Path, text: str) -> None:
+    (tmp_path / "kmod.toml").write_text(text)
+    with pytest.raises(ProjectError) as exc:
+        load_project(tmp_path)
+    assert "kmod.toml" in exc.value.message
+
+
+def test_module_dir_detection(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not an out-of-tree module"):
+        find_module_dir(tmp_path)
+    (tmp_path / "Makefile").write_text("all:\n\techo hi\n")
+    with pytest.raises(UsageError):
+        find_module_dir(tmp_path)
+    (tmp_path / "Makefile").write_text("obj-m += foo.o\n")
+    assert find_module_dir(tmp_path) == tmp_path.resolve()
+    (tmp_path / "Makefile").unlink()
+    (tmp_path / "Kbuild").write_text("obj-m := foo.o\n")
+    assert find_module_dir(tmp_path) == tmp_path.resolve()
+    with pytest.raises(UsageError, match="no such directory"):
+        find_module_dir(tmp_path / "missing")
+
+
+def test_choose_specs() -> None:
+    assert choose_specs([], []) == ["host"]
+    assert choose_specs([], ["debian:trixie"]) == ["debian:trixie"]
+    assert choose_specs(["a", "b", "a"], ["c"]) == ["a", "b"]
