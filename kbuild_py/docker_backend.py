@@ -1,0 +1,266 @@
+"""The Docker seam: a daemon client and a Runner that builds inside a fresh container.
+
+Talks to any Docker-API daemon through the Docker SDK (DOCKER_HOST, podman's socket).
+``docker`` is imported lazily so that commands which never touch containers stay fast.
+
+Every container kmod-py starts carries the label ``io.kmod-py.run`` (value: the pid of the
+kmod-py process) so leftovers can be found and removed (`kmod-py images --prune`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kbuild_py.errors import DockerUnavailable, InfraError
+from kbuild_py.process import LineSink, Result
+
+RUN_LABEL = "io.kmod-py.run"
+API_TIMEOUT = 120  # seconds for one API call (a build streams, so this is per chunk)
+
+_client: Any = None
+_client_lock = threading.Lock()
+# Containers currently running a build, so an interrupt can remove them from any thread.
+_live: dict[str, Any] = {}
+_live_lock = threading.Lock()
+
+
+def docker_client() -> Any:
+    """A connected docker.DockerClient (cached), or DockerUnavailable with the fix."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = _connect()
+        return _client
+
+
+def _connect() -> Any:
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as e:  # pragma: no cover - docker is a dependency
+        raise DockerUnavailable(
+            "the Docker SDK for Python is not installed", "pip install docker"
+        ) from e
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(timeout=API_TIMEOUT)
+        client.ping()
+    except DockerException as e:
+        raise _unavailable(where, e) from e
+    except PermissionError as e:
+        raise _unavailable(where, e) from e
+    return client
+
+
+def _unavailable(where: str, err: BaseException) -> DockerUnavailable:
+    text = str(err)
+    if "Permission denied" in text or isinstance(err, PermissionError):
+        return DockerUnavailable(
+            f"permission denied on the Docker socket {where}",
+            "add yourself to the docker group (sudo usermod -aG docker $USER, then log in "
+            "again), or point DOCKER_HOST at a daemon you may use (e.g. rootless podman's socket)",
+        )
+    if "FileNotFoundError" in text or "No such file" in text or "Connection refused" in text:
+        return DockerUnavailable(
+            f"the Docker daemon is not running (nothing answers at {where})",
+            "start it (sudo systemctl start docker, or dockerd &), install it with "
+            "apt-get install docker.io, or set DOCKER_HOST to a running daemon",
+        )
+    return DockerUnavailable(
+        f"cannot reach the Docker daemon at {where}: {text}",
+        "check that dockerd (or podman's API socket) is running and DOCKER_HOST is right",
+    )
+
+
+def caller_user() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+class DockerRunner:
+    """Runs each argv in a fresh container of ``image`` (the Runner protocol).
+
+    The container runs as the caller's uid:gid, with cwd (the per-kernel output
+    directory) bind-mounted at the same path and as working directory, no network,
+    never privileged. Output lines stream to on_line; the container is removed in
+    every case (success, failure, timeout, KeyboardInterrupt, abort_all()).
+    """
+
+    def __init__(self, image: str, client: Any = None, network: bool = False) -> None:
+        self.image = image
+        self._client = client
+        self.network = network
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        on_line: LineSink | None = None,
+    ) -> Result:
+        if cwd is None:
+            raise ValueError("DockerRunner.run needs cwd (the directory to mount)")
+        workdir = str(Path(cwd).resolve())
+        start = time.monotonic()
+        container = self._start(list(argv), workdir, env)
+        timed_out = threading.Event()
+        timer = None
+        if timeout:
+            timer = threading.Timer(timeout, _kill_quietly, (container, timed_out))
+            timer.daemon = True
+            timer.start()
+        try:
+            rc = _follow(container, on_line)
+        finally:
+            if timer:
+                timer.cancel()
+            _forget(container)
+        if timed_out.is_set() and rc == 0:
+            rc = 124
+        return Result(rc, timed_out.is_set(), time.monotonic() - start)
+
+    def _start(self, argv: list[str], workdir: str, env: Mapping[str, str] | None) -> Any:
+        from docker.errors import APIError, ImageNotFound
+
+        environment = {"HOME": "/tmp", "LC_ALL": "C.UTF-8"}
+        environment.update(env or {})
+        try:
+            container = self.client.containers.create(
+                self.image,
+                command=argv,
+                user=caller_user(),
+                working_dir=workdir,
+                environment=environment,
+                volumes={workdir: {"bind": workdir, "mode": "rw"}},
+                labels={RUN_LABEL: str(os.getpid()), "io.kmod-py.image": self.image},
+                network_disabled=not self.network,
+                privileged=False,
+                security_opt=["no-new-privileges"],
+                init=True,
+            )
+        except ImageNotFound as e:
+            raise InfraError(
+                f"Docker image {self.image} not found",
+                f"build it with `kmod-py images --build {self.image}` or check the name",
+            ) from e
+        except APIError as e:
+            raise InfraError(f"cannot create a container of {self.image}: {e.explanation}") from e
+        with _live_lock:
+            _live[container.id] = container
+        try:
+            container.start()
+        except BaseException:
+            _forget(container)
+            raise
+        return container
+
+
+def _follow(container: Any, on_line: LineSink | None) -> int:
+    """Stream the container's output, then its exit code (130 if abort_all() removed it)."""
+    from docker.errors import APIError, NotFound
+
+    try:
+        _stream_lines(container, on_line)
+        return int(container.wait().get("StatusCode", 1))
+    except (NotFound, APIError):
+        with _live_lock:
+            if container.id in _live:
+                raise
+        return 130
+
+
+def _stream_lines(container: Any, on_line: LineSink | None) -> None:
+    buf = b""
+    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        if on_line:
+            for raw in lines:
+                on_line(raw.decode("utf-8", "replace").rstrip("\r"))
+    if buf and on_line:
+        on_line(buf.decode("utf-8", "replace"))
+
+
+def _kill_quietly(container: Any, flag: threading.Event | None = None) -> None:
+    from docker.errors import APIError
+
+    if flag is not None:
+        flag.set()
+    try:
+        container.kill()
+    except APIError:
+        pass  # already stopped or gone
+
+
+def _forget(container: Any) -> None:
+    """Remove a container (force) and drop it from the live set; NotFound is fine."""
+    from docker.errors import APIError, NotFound
+
+    with _live_lock:
+        _live.pop(container.id, None)
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except APIError as e:
+        if e.status_code != 409:  # 409: removal already in progress
+            raise
+
+
+def abort_all() -> int:
+    """Remove every container this process is running builds in (any thread). Returns the count.
+
+    The runners blocked on those containers then return (non-zero exit code) promptly.
+    """
+    with _live_lock:
+        live = list(_live.values())
+    for c in live:
+        try:
+            _forget(c)
+        except Exception:  # noqa: BLE001 - best effort during an abort
+            pass
+    return len(live)
+
+
+@contextmanager
+def abort_on_interrupt() -> Iterator[None]:
+    """Wrap a (possibly multi-threaded) build: SIGTERM becomes KeyboardInterrupt in the main
+    thread, and any exception leaving the block (Ctrl-C included) removes live containers first.
+    """
+    previous = None
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        yield
+    except BaseException:
+        abort_all()
+        raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+def _sigterm_to_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def leftover_containers(client: Any = None) -> list[Any]:
+    """Containers (any state) carrying kmod-py's label, e.g. left by a killed process."""
+    client = client or docker_client()
+    return client.containers.list(all=True, filters={"label": RUN_LABEL})
