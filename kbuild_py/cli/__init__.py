@@ -38,6 +38,16 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as err:
+            # typer/click's own exceptions (usage errors, Exit) keep their meaning.
+            if type(err).__module__.startswith(("typer", "click")) or os.environ.get(
+                "KMOD_PY_DEBUG"
+            ):
+                raise
+            typer.secho(f"error: internal error: {type(err).__name__}: {err}", err=True,
+                        fg=typer.colors.RED)
+            typer.echo("hint: rerun with --debug for the traceback and report it", err=True)
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(
