@@ -1,0 +1,95 @@
+"""What runs inside the guest (the /init script) and what its console log means.
+
+`init_script` is a pure function of a GuestPlan. The script prints marker lines
+(`@@kmod-py STEP NAME VALUE`) around each step; the kernel's own lines land on the
+same serial console in between. `parse_console` (in verdict.py) reads them back.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MARK = "@@kmod-py"
+MODULE_DIR = "lib/kmod-py/test"  # modules under test, inside the initramfs
+DEPS_DIR = "lib/kmod-py/deps"  # their in-kernel dependencies, load order
+SCRIPT_PATH = "kmod-py-script"
+
+
+@dataclass(frozen=True)
+class GuestModule:
+    name: str  # the module name (as /sys/module and rmmod know it)
+    file: str  # file name inside its directory of the initramfs
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    modules: Sequence[GuestModule]  # under test, loaded in order, removed in reverse
+    deps: Sequence[GuestModule] = field(default_factory=tuple)  # loaded first, never removed
+    script: bool = False  # run /kmod-py-script between load and unload
+
+
+_PRELUDE = f"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin HOME=/ TERM=dumb
+echo 8 > /proc/sys/kernel/printk
+m() {{ echo "{MARK} $*"; }}
+step() {{
+    s=$1; n=$2; shift 2
+    m begin "$s" "$n"
+    "$@" >/tmp/out 2>&1 </dev/null
+    rc=$?
+    while IFS= read -r l; do m out "$s" "$n" "$l"; done </tmp/out
+    m end "$s" "$n" "$rc"
+    return $rc
+}}
+m init - "$(cut -d' ' -f1 /proc/uptime)"
+m release - "$(uname -r)"
+m taint before "$(cat /proc/sys/kernel/tainted)"
+"""
+
+_POSTLUDE = """m taint end "$(cat /proc/sys/kernel/tainted)"
+m done - "$(cut -d' ' -f1 /proc/uptime)"
+sync
+poweroff -f
+"""
+
+
+def _insmod(step: str, directory: str, mod: GuestModule) -> str:
+    argv = ["insmod", f"/{directory}/{mod.file}", *mod.params]
+    return f"step {step} {mod.name} {' '.join(shlex.quote(a) for a in argv)}"
+
+
+def init_script(plan: GuestPlan) -> str:
+    """The /init shell script for busybox sh."""
+    lines = [_PRELUDE.rstrip("\n")]
+    for dep in plan.deps:
+        lines.append(_insmod("dep", DEPS_DIR, dep))
+    lines.append("ok=1")
+    for mod in plan.modules:
+        lines.append(f"{_insmod('insmod', MODULE_DIR, mod)} || ok=0")
+        lines.append(
+            f"if [ -d /sys/module/{mod.name} ]; then m sysfs {mod.name} present;"
+            f" else m sysfs {mod.name} absent; ok=0; fi"
+        )
+    lines.append('m taint loaded "$(cat /proc/sys/kernel/tainted)"')
+    lines.append('if [ "$ok" = 1 ]; then')
+    if plan.script:
+        lines.append(f"    step script - sh /{SCRIPT_PATH}")
+    for mod in reversed(plan.modules):
+        lines.append(f"    step rmmod {mod.name} rmmod {mod.name}")
+        lines.append(
+            f"    if [ -d /sys/module/{mod.name} ]; then m sysfs-after {mod.name} present;"
+            f" else m sysfs-after {mod.name} absent; fi"
+        )
+    lines.append("else")
+    lines.append("    m skipped - 'load failed: script and rmmod skipped'")
+    lines.append("fi")
+    lines.append(_POSTLUDE.rstrip("\n"))
+    return "\n".join(lines) + "\n"

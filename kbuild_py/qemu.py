@@ -1,0 +1,270 @@
+"""QEMU: the argv as data, and the one seam that runs it.
+
+`qemu_argv` is a pure function of a VmSpec. `HostQemu` runs an argv with a hard
+timeout, writes the serial console to a file as it arrives, and kills QEMU's whole
+process group on timeout, on Ctrl-C/SIGTERM of kmod-py, and at interpreter exit.
+`boot` picks the accelerator: KVM when /dev/kvm is usable, else TCG; a KVM guest
+that prints nothing within a short deadline is killed and booted again under TCG.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from kbuild_py.errors import InfraError
+
+QEMU = "qemu-system-x86_64"
+# Seconds a KVM guest may stay silent before we retry under TCG. With earlyprintk=serial
+# the kernel's decompressor prints within a fraction of a second of a healthy start.
+KVM_SILENCE_DEADLINE = 4.0
+ACCELS = ("auto", "kvm", "tcg")
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    kernel: Path
+    initrd: Path
+    append: str = "console=ttyS0 earlyprintk=serial quiet panic=-1 edd=off"
+    accel: str = "tcg"  # "kvm" or "tcg"
+    memory_mb: int = 512
+    smp: int = 1
+
+
+def qemu_argv(spec: VmSpec, qemu: str = QEMU) -> list[str]:
+    """No network, no display, no disks; the serial console on stdout; exit on poweroff/panic."""
+    if spec.accel not in ("kvm", "tcg"):
+        raise ValueError(f"accel must be kvm or tcg, not {spec.accel}")
+    argv = [qemu, "-M", f"q35,accel={spec.accel}"]
+    argv += [
+        "-m", str(spec.memory_mb), "-smp", str(spec.smp),
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-serial", "stdio", "-monitor", "none", "-net", "none",
+        "-kernel", str(spec.kernel), "-initrd", str(spec.initrd),
+        "-append", spec.append,
+    ]
+    return argv
+
+
+@dataclass
+class RunOutcome:
+    returncode: int | None  # None when killed
+    duration: float
+    timed_out: bool = False  # killed by the hard timeout
+    silent: bool = False  # killed because the guest printed nothing before silence_deadline
+    printed: bool = False  # the guest wrote anything to its console
+    stderr: str = ""
+
+
+class Qemu(Protocol):
+    def run(
+        self,
+        argv: Sequence[str],
+        console: Path,
+        *,
+        timeout: float,
+        silence_deadline: float | None = None,
+        on_output: Callable[[bytes], None] | None = None,
+    ) -> RunOutcome: ...
+
+
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def kill_all(stop: bool = False) -> None:
+    """Kill every QEMU this process started and that still runs; `stop` refuses new ones."""
+    with _live_lock:
+        if stop:
+            _stopping.set()
+        procs = list(_live)
+    for proc in procs:
+        _kill_group(proc)
+
+
+atexit.register(kill_all)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the thread that started QEMU goes away."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class HostQemu:
+    """Runs QEMU on this machine in its own process group."""
+
+    poll = 0.05
+
+    def run(
+        self,
+        argv: Sequence[str],
+        console: Path,
+        *,
+        timeout: float,
+        silence_deadline: float | None = None,
+        on_output: Callable[[bytes], None] | None = None,
+    ) -> RunOutcome:
+        console.parent.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        with _live_lock:
+            if _stopping.is_set():
+                raise InfraError("interrupted: not starting QEMU")
+            try:
+                proc = subprocess.Popen(
+                    list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
+                )
+            except FileNotFoundError as e:
+                raise InfraError(f"{argv[0]}: not found", "install qemu-system-x86") from e
+            _live.add(proc)
+        got_output = threading.Event()
+        err_chunks: list[bytes] = []
+        with open(console, "wb") as log:
+            threads = [
+                threading.Thread(target=_pump, args=(proc.stdout, log, got_output, on_output)),
+                threading.Thread(target=_pump, args=(proc.stderr, None, None, err_chunks.append)),
+            ]
+            for t in threads:
+                t.daemon = True
+                t.start()
+            try:
+                outcome = self._wait(proc, start, timeout, silence_deadline, got_output)
+            finally:
+                _kill_group(proc)
+                with _live_lock:
+                    _live.discard(proc)
+                for t in threads:
+                    t.join(timeout=5)
+        outcome.stderr = b"".join(err_chunks).decode("utf-8", "replace")
+        outcome.printed = got_output.is_set()
+        return outcome
+
+    def _wait(
+        self,
+        proc: subprocess.Popen[bytes],
+        start: float,
+        timeout: float,
+        silence_deadline: float | None,
+        got_output: threading.Event,
+    ) -> RunOutcome:
+        while True:
+            rc = proc.poll()
+            elapsed = time.monotonic() - start
+            if rc is not None:
+                return RunOutcome(rc, elapsed)
+            if elapsed >= timeout:
+                return RunOutcome(None, elapsed, timed_out=True)
+            quiet = not got_output.is_set()
+            if silence_deadline is not None and elapsed >= silence_deadline and quiet:
+                return RunOutcome(None, elapsed, silent=True)
+            time.sleep(self.poll)
+
+
+def _pump(stream, log, flag, sink) -> None:  # type: ignore[no-untyped-def]
+    fd = stream.fileno()
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        if log is not None:
+            log.write(chunk)
+            log.flush()
+        if flag is not None:
+            flag.set()
+        if sink is not None:
+            sink(chunk)
+
+
+_kvm_hangs = threading.Event()  # a KVM guest stayed silent in this process
+
+
+def kvm_usable(dev: str = "/dev/kvm") -> bool:
+    try:
+        fd = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+@dataclass
+class BootResult:
+    outcome: RunOutcome
+    accel: str  # the accelerator of the final attempt
+    notes: list[str] = field(default_factory=list)  # e.g. the KVM -> TCG fallback
+
+    @property
+    def fell_back(self) -> bool:
+        return any("retried under TCG" in n for n in self.notes)
+
+
+def boot(
+    spec: VmSpec,
+    console: Path,
+    *,
+    timeout: float,
+    accel: str = "auto",
+    qemu: Qemu | None = None,
+    kvm_ok: bool | None = None,
+    silence_deadline: float = KVM_SILENCE_DEADLINE,
+    on_output: Callable[[bytes], None] | None = None,
+) -> BootResult:
+    """Boot `spec` once; with accel=auto, KVM first when usable, then TCG if KVM stays silent.
+
+    `timeout` bounds the whole call, fallback included. After one silent KVM guest, later
+    auto boots in this process go straight to TCG.
+    """
+    if accel not in ACCELS:
+        raise ValueError(f"--accel must be one of {', '.join(ACCELS)}")
+    qemu = qemu or HostQemu()
+    notes: list[str] = []
+    if kvm_ok is None:
+        kvm_ok = kvm_usable() if accel != "tcg" else False
+        if accel == "auto" and kvm_ok and _kvm_hangs.is_set():
+            kvm_ok = False
+            notes.append("KVM guests hung earlier in this run: TCG")
+    if accel == "kvm" and not kvm_ok:
+        raise InfraError("/dev/kvm is not usable", "use --accel tcg (or auto)")
+    start = time.monotonic()
+    if accel in ("auto", "kvm") and kvm_ok:
+        kvm = VmSpec(**{**spec.__dict__, "accel": "kvm"})
+        deadline = silence_deadline if accel == "auto" else None
+        out = qemu.run(qemu_argv(kvm), console, timeout=timeout,
+                       silence_deadline=deadline, on_output=on_output)
+        if accel == "kvm" or not (out.silent or (out.returncode and not out.printed)):
+            return BootResult(out, "kvm", notes)
+        why = (f"printed nothing in {silence_deadline:.0f} s" if out.silent
+               else f"exited with {out.returncode} before printing anything")
+        notes.append(f"KVM guest {why}: retried under TCG")
+        _kvm_hangs.set()
+    elif accel == "auto" and not notes:
+        notes.append("/dev/kvm not usable: TCG")
+    tcg = VmSpec(**{**spec.__dict__, "accel": "tcg"})
+    left = max(1.0, timeout - (time.monotonic() - start))
+    out = qemu.run(qemu_argv(tcg), console, timeout=left, on_output=on_output)
+    return BootResult(out, "tcg", notes)

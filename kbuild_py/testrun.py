@@ -1,0 +1,199 @@
+"""`kmod-py test`: for each kernel, boot it in QEMU with the module(s) and judge the log.
+
+One KernelTest per target kernel: fetch the kernel image (cached), resolve the
+module's in-kernel dependencies in that kernel's module tree, write an initramfs
+(busybox-static, deps, the modules, an /init), boot it with a hard timeout, save
+the console log to PROJECT/.kmod-py/<release>/test-console.log, parse a verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kbuild_py import guest, initramfs, moddeps, qemu
+from kbuild_py.errors import InfraError, KmodError, UsageError
+from kbuild_py.kimage import KernelImage, fetch_kernel
+from kbuild_py.verdict import Verdict, parse_console
+
+DEFAULT_TIMEOUT = 120.0
+CONSOLE_LOG = "test-console.log"
+INITRAMFS = "test-initramfs.cpio.gz"
+
+
+@dataclass(frozen=True)
+class TestOptions:
+    params: tuple[str, ...] = ()  # k=v, passed to insmod of every module under test
+    script: Path | None = None  # run in the guest after loading; its exit code counts
+    timeout: float = DEFAULT_TIMEOUT  # whole boot, KVM fallback included
+    accel: str = "auto"
+    memory_mb: int = 512
+    compress: bool = True
+
+
+@dataclass(frozen=True)
+class KernelTest:
+    label: str  # what the user asked for (the spec), for the report
+    release: str
+    modules: tuple[Path, ...]  # .ko files built for this release
+    out_dir: Path  # PROJECT/.kmod-py/<release>/
+    suite: str | None = None
+
+
+@dataclass
+class TestResult:
+    label: str
+    release: str
+    status: str  # pass, fail, timeout, error
+    verdict: Verdict | None = None
+    accel: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall clock of the boot
+    console: Path | None = None
+    error: str | None = None  # infrastructure problem: no image, QEMU failed to start
+    modules: list[str] = field(default_factory=list)
+    deps: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+def find_busybox(fetch_deb: Callable[[str], Path] | None = None) -> Path:
+    """A statically linked busybox: the host's (from busybox-static), else Debian's package."""
+    for cand in (Path("/bin/busybox"), Path("/usr/bin/busybox")):
+        if cand.is_file() and _is_static(cand):
+            return cand
+    from kbuild_py import debian, kimage
+    from kbuild_py.paths import cache_dir
+
+    dest = cache_dir() / "busybox-static"
+    exe = dest / "bin" / "busybox"
+    if not exe.is_file():
+        deb = (fetch_deb or kimage.fetch_deb)("busybox-static")
+        debian.extract_deb(deb, dest)
+    if not exe.is_file() or not _is_static(exe):
+        raise InfraError("no static busybox found", "install busybox-static")
+    return exe
+
+
+def _is_static(path: Path) -> bool:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        with open(path, "rb") as fh:
+            return not any(s["p_type"] == "PT_INTERP" for s in ELFFile(fh).iter_segments())
+    except (OSError, ELFError):
+        return False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    plan: guest.GuestPlan
+    files: dict[str, bytes | Path]
+
+
+def prepare(
+    modules: Sequence[Path], image: KernelImage, opts: TestOptions, busybox: Path
+) -> Prepared:
+    """The guest plan and initramfs contents for testing `modules` on `image`."""
+    mods: list[guest.GuestModule] = []
+    files: dict[str, bytes | Path] = {"bin/busybox": busybox}
+    wanted: list[str] = []
+    for path in modules:
+        if not path.is_file():
+            raise UsageError(f"module file not found: {path}", "build it first: kmod-py build")
+        elf = moddeps.decompress(path.read_bytes())
+        info = moddeps.modinfo(elf, str(path))
+        name = (info.get("name") or [moddeps.module_name(path)])[0]
+        mods.append(guest.GuestModule(name, f"{name}.ko", tuple(opts.params)))
+        files[f"{guest.MODULE_DIR}/{name}.ko"] = elf
+        wanted += moddeps.depends(info)
+    tree = moddeps.ModuleTree(image.module_files(), image.release)
+    deps = tree.resolve(wanted, moddeps.builtin_names(image.modules_dir))
+    gdeps = [guest.GuestModule(d.name, f"{d.name}.ko") for d in deps]
+    for d in deps:
+        files[f"{guest.DEPS_DIR}/{d.name}.ko"] = d.elf()
+    if opts.script is not None:
+        if not opts.script.is_file():
+            raise UsageError(f"script not found: {opts.script}")
+        files[guest.SCRIPT_PATH] = opts.script.read_bytes()
+    plan = guest.GuestPlan(tuple(mods), tuple(gdeps), script=opts.script is not None)
+    return Prepared(plan, files)
+
+
+def run_one(
+    job: KernelTest,
+    opts: TestOptions,
+    *,
+    vm: qemu.Qemu | None = None,
+    fetch: Callable[[str, str | None], KernelImage] = fetch_kernel,
+    busybox: Path | None = None,
+    on_output: Callable[[bytes], None] | None = None,
+) -> TestResult:
+    """Test `job.modules` on one kernel. Infrastructure failures become status=error."""
+    result = TestResult(job.label, job.release, "error")
+    try:
+        image = fetch(job.release, job.suite)
+        prep = prepare(job.modules, image, opts, busybox or find_busybox())
+        result.modules = [m.name for m in prep.plan.modules]
+        result.deps = [d.name for d in prep.plan.deps]
+        init = guest.init_script(prep.plan)
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        initrd = initramfs.write(
+            job.out_dir / INITRAMFS,
+            initramfs.build(prep.files, init, executables=["bin/busybox"], compress=opts.compress),
+        )
+        spec = qemu.VmSpec(kernel=image.vmlinuz, initrd=initrd, memory_mb=opts.memory_mb)
+        console = job.out_dir / CONSOLE_LOG
+        result.console = console
+        start = time.monotonic()
+        booted = qemu.boot(spec, console, timeout=opts.timeout, accel=opts.accel,
+                           qemu=vm, on_output=on_output)
+        result.seconds = time.monotonic() - start
+    except KmodError as err:
+        result.error = err.message + (f" (hint: {err.hint})" if err.hint else "")
+        return result
+    result.accel, result.notes = booted.accel, booted.notes
+    out = booted.outcome
+    text = console.read_text("utf-8", "replace") if console.is_file() else ""
+    v = parse_console(text, result.modules, timed_out=out.timed_out, timeout=opts.timeout)
+    result.verdict = v
+    result.status = v.status
+    if not out.timed_out and v.init_uptime is None and out.returncode and out.stderr.strip():
+        result.status = "error"
+        result.error = f"QEMU exited {out.returncode}: {out.stderr.strip().splitlines()[-1]}"
+    return result
+
+
+def run_all(
+    jobs: Sequence[KernelTest],
+    opts: TestOptions,
+    *,
+    parallel: int = 1,
+    on_done: Callable[[TestResult], None] | None = None,
+    **kw,  # type: ignore[no-untyped-def]
+) -> list[TestResult]:
+    """run_one for every job, `parallel` at a time; results in job order."""
+    busybox = kw.pop("busybox", None) or find_busybox()
+
+    def one(job: KernelTest) -> TestResult:
+        res = run_one(job, opts, busybox=busybox, **kw)
+        if on_done:
+            on_done(res)
+        return res
+
+    if parallel <= 1 or len(jobs) <= 1:
+        return [one(j) for j in jobs]
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
+        return list(pool.map(one, jobs))
+    except BaseException:
+        qemu.kill_all(stop=True)  # Ctrl-C/SIGTERM: no worker's QEMU outlives us
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

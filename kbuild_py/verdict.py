@@ -1,0 +1,218 @@
+"""From a guest's serial console log to a verdict: pure functions over text.
+
+The /init script (guest.py) brackets every step with marker lines; the kernel's
+own messages fall in between. A run passes when init ran, every module loaded,
+appeared in /sys/module, the optional script exited 0, every module unloaded, and
+the kernel reported no Oops / BUG / WARNING / Call Trace / KASAN / panic / lockup.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass, field
+
+from kbuild_py.guest import MARK
+
+# kernel/panic.c taint_flags, by bit
+TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
+
+PROBLEM = re.compile(
+    r"\bOops\b|\bBUG:|kernel BUG at|WARNING:|Call Trace:|KASAN|UBSAN:|Kernel panic"
+    r"|soft lockup|hard LOCKUP|general protection fault|blocked for more than \d+ seconds"
+    r"|Unable to handle kernel"
+)
+_KERNEL_REASON = re.compile(
+    r"Unknown symbol|version magic|disagrees about version|Invalid|invalid|module_layout"
+    r"|no symbol version|Required key|verification failed|Unknown parameter|out of memory",
+)
+_ERRNO_NAME = {os.strerror(n): name for n, name in errno.errorcode.items()}
+EXCERPT_LINES = 30
+
+
+def taint_letters(mask: int) -> str:
+    """Letters for the set taint bits, in bit order (e.g. 0x3000 -> 'OE')."""
+    out = "".join(ch for bit, ch in enumerate(TAINT_LETTERS) if mask & (1 << bit))
+    extra = mask >> len(TAINT_LETTERS)
+    return out + (f"+0x{extra << len(TAINT_LETTERS):x}" if extra else "")
+
+
+@dataclass
+class Step:
+    kind: str  # dep, insmod, rmmod, script
+    name: str  # module name, or "-"
+    rc: int | None = None  # None: began and never ended
+    output: list[str] = field(default_factory=list)  # what the command printed
+    kernel: list[str] = field(default_factory=list)  # kernel lines seen meanwhile
+
+
+@dataclass
+class Verdict:
+    status: str  # pass, fail, timeout
+    problems: list[str] = field(default_factory=list)
+    release: str | None = None
+    init_uptime: float | None = None  # guest seconds from kernel start to /init
+    steps: list[Step] = field(default_factory=list)
+    sysfs: dict[str, str] = field(default_factory=dict)  # module -> present/absent after load
+    taint: int | None = None  # after loading
+    taint_before: int | None = None
+    excerpt: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    @property
+    def taint_text(self) -> str:
+        return "-" if self.taint is None else (taint_letters(self.taint) or "none")
+
+    def step(self, kind: str, name: str) -> Step | None:
+        return next((s for s in self.steps if s.kind == kind and s.name == name), None)
+
+    def kernel_lines(self, kind: str, name: str) -> list[str]:
+        s = self.step(kind, name)
+        return s.kernel if s else []
+
+
+def _errno_name(text: str) -> str:
+    for msg, name in _ERRNO_NAME.items():
+        if text.endswith(msg):
+            return f"{text} (-{name})"
+    return text
+
+
+def _reason(step: Step) -> str:
+    said = [_errno_name(re.sub(r"^(insmod|rmmod): ", "", o)) for o in step.output if o.strip()]
+    said += [_strip_time(k) for k in step.kernel if _KERNEL_REASON.search(k)]
+    return "; ".join(said) or "no message"
+
+
+def _strip_time(line: str) -> str:
+    return re.sub(r"^\[\s*\d+\.\d+\]\s*", "", line)
+
+
+def _split(line: str) -> tuple[str, str | None]:
+    """(kernel text, marker fields) of one console line."""
+    i = line.find(MARK + " ")
+    if i < 0:
+        return line, None
+    return line[:i], line[i + len(MARK) + 1 :]
+
+
+def _excerpt(lines: list[str], start: int) -> list[str]:
+    return [ln for ln in lines[start : start + EXCERPT_LINES] if MARK not in ln]
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.v = Verdict(status="fail")
+        self.current: Step | None = None
+        self.kernel: list[str] = []  # every non-marker line with its index in `lines`
+        self.first_problem: int | None = None
+
+    def feed(self, index: int, line: str) -> None:
+        text, marker = _split(line)
+        if text.strip():
+            if self.first_problem is None and PROBLEM.search(text):
+                self.first_problem = index
+            if self.current is not None:
+                self.current.kernel.append(text)
+        if marker is not None:
+            self.marker(marker)
+
+    def marker(self, marker: str) -> None:
+        parts = marker.split(" ", 3)
+        kind = parts[0]
+        name = parts[1] if len(parts) > 1 else "-"
+        rest = " ".join(parts[2:]) if len(parts) > 2 else ""
+        v = self.v
+        if kind == "begin" and len(parts) >= 3:
+            self.current = Step(kind=parts[1], name=parts[2])
+            v.steps.append(self.current)
+        elif kind == "out" and self.current is not None and len(parts) >= 3:
+            self.current.output.append(marker.split(" ", 3)[3] if len(parts) > 3 else "")
+        elif kind == "end" and self.current is not None and len(parts) >= 4:
+            self.current.rc = _int(parts[3])
+        elif kind == "init":
+            v.init_uptime = _float(rest)
+        elif kind == "release":
+            v.release = rest or None
+        elif kind == "taint":
+            value = _int(rest)
+            if name == "before":
+                v.taint_before = value
+            elif name == "loaded" or (name == "end" and v.taint is None):
+                v.taint = value
+            self.current = None if name == "end" else self.current
+        elif kind == "sysfs":
+            v.sysfs[name] = rest
+        elif kind == "sysfs-after" and rest == "present":
+            v.problems.append(f"{name} is still in /sys/module after rmmod")
+        elif kind == "done":
+            v.finished = True
+            self.current = None
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
+
+
+def parse_console(
+    text: str, modules: list[str], *, timed_out: bool = False, timeout: float | None = None
+) -> Verdict:
+    """The verdict for a console log of a guest that tested `modules`."""
+    lines = [ln.rstrip("\r") for ln in text.replace("\r\n", "\n").split("\n")]
+    p = _Parser()
+    for i, line in enumerate(lines):
+        p.feed(i, line)
+    v = p.v
+    problems = _step_problems(v, modules)
+    if p.first_problem is not None:
+        first = _strip_time(lines[p.first_problem]).strip()
+        problems.append(f"kernel reported: {first}")
+        v.excerpt = _excerpt(lines, max(0, p.first_problem - 2))
+    if timed_out:
+        hung = next((s for s in v.steps if s.rc is None), None)
+        where = f": {hung.kind} {hung.name} never returned" if hung else ""
+        limit = f" after {timeout:.0f} s" if timeout else ""
+        problems.insert(0, f"timed out{limit}{where} (QEMU killed)")
+    elif v.init_uptime is None:
+        problems.insert(0, "the guest never reached /init (kernel did not boot)")
+    elif not v.finished and not problems:
+        problems.append("the guest stopped before the test finished")
+    if not v.excerpt and (timed_out or v.init_uptime is None or not v.finished):
+        v.excerpt = [ln for ln in lines if ln.strip() and MARK not in ln][-EXCERPT_LINES:]
+    v.problems = problems + v.problems
+    v.status = "timeout" if timed_out else ("pass" if not v.problems else "fail")
+    return v
+
+
+def _step_problems(v: Verdict, modules: list[str]) -> list[str]:
+    problems: list[str] = []
+    for s in v.steps:
+        if s.rc in (None, 0):
+            continue
+        what = {"dep": "in-kernel dependency", "script": "script"}.get(s.kind, s.kind)
+        if s.kind == "script":
+            problems.append(f"script exited {s.rc}" + (f": {s.output[-1]}" if s.output else ""))
+        else:
+            problems.append(f"{what} {s.name} failed (exit {s.rc}): {_reason(s)}")
+    for name in modules:
+        ins = v.step("insmod", name)
+        if ins is None:
+            continue
+        if ins.rc == 0 and v.sysfs.get(name) == "absent":
+            problems.append(f"{name} loaded but /sys/module/{name} does not exist")
+    return problems
