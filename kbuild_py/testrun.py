@@ -197,3 +197,57 @@ def run_all(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def release_for_spec(spec: str, mirror: str | None = None) -> tuple[str, str | None]:
+    """(release, suite) a spec boots, without preparing a build environment for it."""
+    from kbuild_py import debian, kernels
+
+    parsed = kernels.parse_spec(spec)
+    if parsed.kind == "host":
+        return kernels.running_release(), None
+    if parsed.kind == "release":
+        return parsed.value, None  # fetch_kernel tries host apt, then every suite
+    if parsed.kind == "debian":
+        suite = debian.BASE_SUITE.get(parsed.value, parsed.value)
+        suite = parsed.value if parsed.value in debian.SUITES else suite
+        return debian.Archive(suite, mirror).current_release(), suite
+    target = kernels.resolve_spec(spec, mirror=mirror)
+    return target.release, target.suite
+
+
+def vermagic_release(ko: Path) -> str:
+    """The release a module was built for (first word of its vermagic)."""
+    info = moddeps.modinfo(moddeps.decompress(ko.read_bytes()), str(ko))
+    magic = (info.get("vermagic") or [""])[0].split()
+    if not magic:
+        raise UsageError(f"{ko} has no vermagic", "pass --kernel SPEC")
+    return magic[0]
+
+
+def jobs_from_builds(builds: Sequence, project: Path) -> tuple[list[KernelTest], list[TestResult]]:
+    """KernelTests for kernels whose build produced modules; error results for the others."""
+    from kbuild_py.paths import output_dir
+
+    jobs: list[KernelTest] = []
+    failed: list[TestResult] = []
+    for b in builds:
+        t = b.target
+        if b.built and b.modules:
+            jobs.append(KernelTest(t.spec, t.release, tuple(b.modules),
+                                   output_dir(project, t.release), t.suite))
+        else:
+            why = b.error or ("no .ko produced" if b.built else f"build failed (see {b.log_path})")
+            failed.append(TestResult(t.spec, t.release, "error", error=f"not tested: {why}"))
+    return jobs, failed
+
+
+def parse_params(pairs: Sequence[str], defaults: dict[str, str] | None = None) -> tuple[str, ...]:
+    """kmod.toml's [test] params, overridden by --param k=v, as insmod arguments."""
+    params = dict(defaults or {})
+    for p in pairs:
+        key, eq, value = p.partition("=")
+        if not eq or not key or not key.replace("_", "a").replace(".", "a").isalnum():
+            raise UsageError(f"--param {p!r} is not NAME=VALUE", "e.g. --param debug=1")
+        params[key] = value
+    return tuple(f"{k}={v}" for k, v in params.items())

@@ -1,1 +1,121 @@
-"""kmod-py test command."""
+"""kmod-py test: boot each target kernel in QEMU, load the module, report what the kernel said."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kbuild_py.cli import app
+
+
+@app.command()
+def test(
+    path: Annotated[Path, typer.Argument(help="Module directory (built first).")] = Path("."),
+    kernel: Annotated[list[str] | None, typer.Option(
+        "--kernel", "-k", help="Kernel spec; repeat for several (default: kmod.toml).")] = None,
+    ko: Annotated[list[Path] | None, typer.Option(
+        "--ko", help="Test this prebuilt .ko instead of building PATH.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Module parameter NAME=VALUE for insmod.")] = None,
+    script: Annotated[Path | None, typer.Option(
+        "--script", help="Shell script run in the guest after insmod; exit code counts.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Seconds per kernel before the guest is killed (default 120).")] = None,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Kernels booted at once.")] = 1,
+    accel: Annotated[str, typer.Option("--accel", help="auto, kvm or tcg.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror.")] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream the console.")] = False,
+) -> None:
+    """Boot each target kernel in QEMU, load the module, and judge the kernel's log."""
+    from kbuild_py import report_test as rt
+    from kbuild_py import testrun as tr
+    from kbuild_py.errors import UsageError
+
+    if accel not in ("auto", "kvm", "tcg"):
+        raise UsageError(f"--accel {accel!r}", "use auto, kvm or tcg")
+    out = sys.stderr if as_json else sys.stdout
+    say = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if ko:
+        base = Path.cwd()
+        project_params: dict[str, str] = {}
+        project_script, project_timeout = None, None
+        test_jobs, failed = _prebuilt_jobs(ko, kernel or [], mirror)
+    else:
+        base, project_params, project_script, project_timeout, test_jobs, failed = _build(
+            path, kernel or [], mirror, jobs, say)
+    opts = tr.TestOptions(
+        params=tr.parse_params(param or [], project_params),
+        script=script or project_script,
+        timeout=timeout or project_timeout or tr.DEFAULT_TIMEOUT,
+        accel=accel,
+    )
+    lock = threading.Lock()
+
+    def on_done(res) -> None:  # type: ignore[no-untyped-def]
+        with lock:
+            print("\n".join(rt.render_result(res, base)), file=out, flush=True)
+
+    def stream(chunk: bytes) -> None:
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+
+    for f in failed:
+        on_done(f)
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        results = failed + tr.run_all(test_jobs, opts, parallel=jobs, on_done=on_done,
+                                      on_output=stream if verbose else None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if junit:
+        junit.write_text(rt.to_junit(results, base))
+    if as_json:
+        typer.echo(rt.to_json(results, base))
+    elif len(results) > 1:
+        typer.echo("\n" + rt.summary_table(results))
+    if not results or not all(r.passed for r in results):
+        raise typer.Exit(1)
+
+
+def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # type: ignore[no-untyped-def]
+    from kbuild_py import testrun as tr
+    from kbuild_py.paths import output_dir
+
+    if not specs:
+        release, suite = tr.vermagic_release(kos[0]), None
+        pairs = [(release, release, suite)]
+    else:
+        pairs = [(s, *tr.release_for_spec(s, mirror)) for s in specs]
+    project = kos[0].resolve().parent
+    return [tr.KernelTest(label, rel, tuple(kos), output_dir(project, rel), suite)
+            for label, rel, suite in pairs], []
+
+
+def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  # type: ignore[no-untyped-def]
+    from kbuild_py import build as b
+    from kbuild_py import testrun as tr
+    from kbuild_py.project import find_module_dir, load_project
+    from kbuild_py.targets import resolve_targets
+
+    project_dir = find_module_dir(path)
+    project = load_project(project_dir)
+    targets = resolve_targets(specs, None, project.kernels, mirror=mirror, progress=say)
+    opts = b.BuildOptions(make_vars=dict(project.make_vars))
+    say(f"building for {len(targets)} kernel(s): {', '.join(t.release for t in targets)}")
+    builds = b.build_all(project_dir, targets, opts, jobs=max(1, jobs), on_done=lambda r: say(
+        f"built {r.target.release}: {len(r.modules)} module(s)" if r.built
+        else f"build failed for {r.target.release}: {r.error or r.log_path}"))
+    test_jobs, failed = tr.jobs_from_builds(builds, project_dir)
+    script = project_dir / project.test_script if project.test_script else None
+    return (project_dir, project.test_params, script, project.test_timeout, test_jobs, failed)
+
+
+def _sigterm(signum, frame) -> None:  # type: ignore[no-untyped-def]
+    raise KeyboardInterrupt

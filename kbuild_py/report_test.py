@@ -1,0 +1,137 @@
+"""Rendering `kmod-py test` results: per-kernel text, a summary table, JSON, JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from kbuild_py.render import paint, table
+from kbuild_py.testrun import TestResult
+
+_COLOR = {"pass": "green", "fail": "red", "timeout": "red", "error": "yellow"}
+
+
+def _rel(path: Path | None, base: Path | None) -> str:
+    if path is None:
+        return "-"
+    if base is not None:
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _short(line: str) -> str:
+    return re.sub(r"^\[\s*(\d+\.\d\d)\d*\]", r"[\1]", line.strip())
+
+
+def step_text(r: TestResult, kind: str, name: str) -> str:
+    v = r.verdict
+    s = v.step(kind, name) if v else None
+    if s is None:
+        return "-"
+    if s.rc is None:
+        return "hung"
+    return "ok" if s.rc == 0 else f"exit {s.rc}"
+
+
+def render_result(
+    r: TestResult, base: Path | None = None, color: bool | None = None
+) -> list[str]:
+    """The per-kernel report: result line, notes, steps with the kernel's lines, problems."""
+    head = paint(f"{r.status.upper():7}", _COLOR.get(r.status, "bold"), color)
+    label = r.release if r.label in (r.release, "") else f"{r.release} ({r.label})"
+    v = r.verdict
+    info = f"boot {r.seconds:.1f} s ({r.accel})" if r.accel else ""
+    if v is not None:
+        info += f"  taint {v.taint_text}"
+    out = [f"{head} {label}  {info}".rstrip()]
+    out += [f"  note: {n}" for n in r.notes]
+    if r.error:
+        out.append(f"  error: {r.error}")
+    if r.deps:
+        out.append(f"  in-kernel deps: {', '.join(r.deps)}")
+    if v is not None:
+        for s in v.steps:
+            what = f"{s.kind} {s.name}" if s.name != "-" else s.kind
+            out.append(f"  {what}: {step_text(r, s.kind, s.name)}")
+            out += [f"    | {o}" for o in s.output if o.strip()]
+            out += [f"    {_short(k)}" for k in s.kernel if k.strip()]
+            if s.kind == "insmod" and s.name in v.sysfs:
+                out.append(f"  /sys/module/{s.name}: {v.sysfs[s.name]}")
+        out += [f"  problem: {p}" for p in v.problems]
+        if v.excerpt and not v.passed:
+            out.append("  log excerpt:")
+            out += [f"    {_short(x)}" for x in v.excerpt]
+    if r.console is not None:
+        out.append(f"  console log: {_rel(r.console, base)}")
+    return out
+
+
+def summary_table(results: list[TestResult]) -> str:
+    rows = []
+    for r in results:
+        name = r.modules[0] if r.modules else ""
+        v = r.verdict
+        rows.append([
+            r.label, r.release, r.status.upper(),
+            f"{r.seconds:.1f} s" if r.accel else "-", r.accel or "-",
+            step_text(r, "insmod", name), step_text(r, "rmmod", name),
+            v.taint_text if v else "-",
+        ])
+    return table(["KERNEL", "RELEASE", "RESULT", "BOOT", "ACCEL", "LOAD", "UNLOAD", "TAINT"], rows)
+
+
+def to_dict(r: TestResult, base: Path | None = None) -> dict[str, Any]:
+    v = r.verdict
+    d: dict[str, Any] = {
+        "kernel": r.label, "release": r.release, "result": r.status,
+        "seconds": round(r.seconds, 2), "accel": r.accel, "notes": r.notes,
+        "error": r.error, "modules": r.modules, "deps": r.deps,
+        "console_log": _rel(r.console, base) if r.console else None,
+    }
+    if v is not None:
+        d.update({
+            "problems": v.problems, "taint": v.taint, "taint_flags": v.taint_text,
+            "guest_uptime_at_init": v.init_uptime, "guest_release": v.release,
+            "sysfs": v.sysfs, "excerpt": v.excerpt,
+            "steps": [
+                {"step": s.kind, "name": s.name, "exit": s.rc, "output": s.output,
+                 "kernel": s.kernel}
+                for s in v.steps
+            ],
+        })
+    return d
+
+
+def to_json(results: list[TestResult], base: Path | None = None) -> str:
+    return json.dumps([to_dict(r, base) for r in results], indent=2)
+
+
+def to_junit(results: list[TestResult], base: Path | None = None) -> str:
+    """JUnit XML: one testcase per kernel; fail/timeout -> <failure>, error -> <error>."""
+    suite = ET.Element("testsuite", {
+        "name": "kmod-py test", "tests": str(len(results)),
+        "failures": str(sum(r.status in ("fail", "timeout") for r in results)),
+        "errors": str(sum(r.status == "error" for r in results)),
+        "time": f"{sum(r.seconds for r in results):.2f}",
+    })
+    for r in results:
+        case = ET.SubElement(suite, "testcase", {
+            "classname": "kmod-py.test." + ",".join(r.modules or ["module"]),
+            "name": f"{r.label} ({r.release})", "time": f"{r.seconds:.2f}",
+        })
+        v = r.verdict
+        if r.status == "error":
+            ET.SubElement(case, "error", {"message": r.error or "error"}).text = r.error
+        elif r.status != "pass" and v is not None:
+            el = ET.SubElement(case, "failure", {"message": "; ".join(v.problems)[:500],
+                                                  "type": r.status})
+            el.text = "\n".join(v.excerpt)
+        ET.SubElement(case, "system-out").text = "\n".join(render_result(r, base, color=False))
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
