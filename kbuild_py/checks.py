@@ -1,0 +1,221 @@
+"""`kmod-py check`: the loader's checks, run before insmod does.
+
+check_module(path, target) reads a module and runs every rule (kbuild_py.rules)
+that can run: target-free rules always, target rules when a build tree is given.
+Rules are pure functions of (ModuleFile, TargetInfo); TargetInfo is the few facts
+of a target kernel they need, read once per tree and picklable (for workers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from kbuild_py.errors import ModuleReadError
+
+if TYPE_CHECKING:
+    from kbuild_py.buildtree import BuildTree
+    from kbuild_py.modfile import ModuleFile
+    from kbuild_py.symvers import Export
+
+Severity = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    severity: Severity
+    message: str
+    hint: str | None = None
+
+
+class Skip(Exception):  # noqa: N818 - a rule raises it when it cannot decide
+    """A rule could not run on this input; the reason is reported."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity  # the worst severity it reports
+    needs_target: bool
+    summary: str
+    func: Callable[[ModuleFile, TargetInfo | None], Iterable[Finding]]
+
+
+RULES: list[Rule] = []
+
+
+def rule(rule_id: str, severity: Severity, summary: str, *, needs_target: bool = False):  # type: ignore[no-untyped-def]
+    def register(func):  # type: ignore[no-untyped-def]
+        RULES.append(Rule(rule_id, severity, needs_target, summary, func))
+        return func
+
+    return register
+
+
+@dataclass(frozen=True)
+class TargetInfo:  # noqa: B903
+    """What the rules need to know about the target kernel."""
+
+    release: str
+    source: str  # where it was read from (a path)
+    vermagic: str
+    elf_machine: str
+    config: dict[str, str]
+    exports: dict[str, Export]
+    module_struct_size: int | None = None
+    struct_size_from: str | None = None
+
+    def enabled(self, option: str) -> bool:
+        return self.config.get(option) in ("y", "m")
+
+    @cached_property
+    def crc_pairs(self) -> frozenset[tuple[str, int]]:
+        return frozenset((e.name, e.crc) for e in self.exports.values())
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.exports)
+
+    @cached_property
+    def gpl_only(self) -> frozenset[str]:
+        return frozenset(e.name for e in self.exports.values() if e.gpl_only)
+
+    @cached_property
+    def namespaced(self) -> dict[str, str]:
+        return {e.name: e.namespace for e in self.exports.values() if e.namespace}
+
+    @cached_property
+    def namespaced_names(self) -> frozenset[str]:
+        return frozenset(self.namespaced)
+
+
+@dataclass
+class ModuleReport:
+    path: Path
+    module: ModuleFile | None
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None  # the file could not be read as a module
+    target: str | None = None  # release checked against, None = target-free rules only
+    ran: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not any(f.severity == "error" for f in self.findings)
+
+    @property
+    def vermagic(self) -> str | None:
+        return self.module.vermagic if self.module is not None else None
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+
+# --- target facts ------------------------------------------------------------------
+
+_TARGETS: dict[tuple[str, tuple[str, ...]], TargetInfo] = {}
+
+
+def _struct_module_size(release: str) -> tuple[int | None, str | None]:
+    """sizeof(struct module) of a release, read from one of its in-tree modules when present
+    (installed under /lib/modules, or a linux-image package kmod-py fetched before)."""
+    from kbuild_py.modfile import read_module
+    from kbuild_py.paths import cache_dir
+
+    for base in (
+        Path("/lib/modules") / release,
+        cache_dir() / "kernels" / release / "lib/modules" / release,
+    ):
+        kernel = base / "kernel"
+        if not kernel.is_dir():
+            continue
+        for sub in ("fs", "net", "drivers", "lib", "crypto", ""):
+            d = kernel / sub
+            if not d.is_dir():
+                continue
+            for p in d.rglob("*.ko*"):
+                try:
+                    size = read_module(p).this_module_size
+                except ModuleReadError:
+                    continue
+                if size:
+                    return size, str(p)
+    return None, None
+
+
+def target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> TargetInfo:
+    """TargetInfo of a build tree plus extra Module.symvers files (cached per process)."""
+    from kbuild_py.symvers import read_symvers
+
+    key = (str(tree.path), tuple(str(p) for p in extra_symvers))
+    info = _TARGETS.get(key)
+    if info is None:
+        exports = read_symvers(tree.symvers_path) if tree.symvers_path else {}
+        for extra in extra_symvers:
+            exports.update(read_symvers(Path(extra)))
+        size, src = _struct_module_size(tree.release)
+        info = TargetInfo(
+            release=tree.release,
+            source=str(tree.path),
+            vermagic=tree.vermagic,
+            elf_machine=tree.elf_machine,
+            config=dict(tree.config),
+            exports=exports,
+            module_struct_size=size,
+            struct_size_from=src,
+        )
+        _TARGETS[key] = info
+    return info
+
+
+# --- running the rules -------------------------------------------------------------------
+
+
+def run_rules(module: ModuleFile, target: TargetInfo | None) -> ModuleReport:
+    import kbuild_py.rules  # noqa: F401 - registers the rules
+
+    report = ModuleReport(
+        path=module.path, module=module, target=target.release if target else None
+    )
+    for r in RULES:
+        if r.needs_target and target is None:
+            continue
+        try:
+            report.findings.extend(r.func(module, target))
+            report.ran.append(r.id)
+        except Skip as why:
+            report.skipped[r.id] = str(why)
+    return report
+
+
+def check_loaded(path: Path, target: TargetInfo | None) -> ModuleReport:
+    from kbuild_py.modfile import read_module
+
+    try:
+        module = read_module(path)
+    except ModuleReadError as err:
+        return ModuleReport(
+            path=Path(path),
+            module=None,
+            error=err.message,
+            target=target.release if target else None,
+        )
+    return run_rules(module, target)
+
+
+def check_module(
+    path: Path, target: BuildTree | None, *, extra_symvers: Sequence[Path] = ()
+) -> ModuleReport:
+    """Read one module and run every rule that can run (target rules need a build tree)."""
+    info = target_info(target, extra_symvers) if target is not None else None
+    return check_loaded(Path(path), info)
+
+
+def rules_table() -> list[Rule]:
+    import kbuild_py.rules  # noqa: F401
+
+    return list(RULES)

@@ -1,0 +1,212 @@
+"""Rendering of check reports: kmod modinfo's text format, -F FIELD, JSON, JUnit XML.
+
+modinfo's format (kmod tools/modinfo.c): `filename:` then every .modinfo entry
+in section order as `key:` padded to column 16, then sig_* fields of a signed
+module, then the parm lines last: parm and parmtype merged per parameter,
+most recently first-seen parameter first (kmod prepends to its list).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from xml.sax.saxutils import quoteattr
+
+from kbuild_py.checks import ModuleReport
+from kbuild_py.modfile import ModuleFile
+from kbuild_py.render import paint
+
+_SEV_COLOR = {"error": "red", "warning": "yellow", "info": "cyan"}
+
+
+def kmod_filename(path: os.PathLike[str] | str) -> str:
+    """kmod's path_make_absolute_cwd: cwd joined in front of a relative path, nothing else."""
+    p = os.fspath(path)
+    return p if p.startswith("/") else os.getcwd() + "/" + p
+
+
+def info_list(m: ModuleFile) -> list[tuple[str, str]]:
+    """kmod_module_get_info(): .modinfo entries then, for a signed module, the sig_* fields."""
+    items = list(m.modinfo)
+    sig = m.signature
+    if sig is not None:
+        fields = sig.kmod_fields()
+        if fields:
+            items.extend(fields)
+    return items
+
+
+def _params(items: Sequence[tuple[str, str]]) -> list[tuple[str, str | None, str | None]]:
+    """(name, desc, type) in kmod's print order."""
+    order: list[str] = []
+    params: dict[str, list[str | None]] = {}
+    for key, value in items:
+        if key not in ("parm", "parmtype"):
+            continue
+        name, colon, rest = value.partition(":")
+        if not colon:
+            continue  # kmod: "Found invalid ...: missing ':'" on stderr, then skipped
+        entry = params.get(name)
+        if entry is None:
+            entry = params[name] = [None, None]
+            order.append(name)
+        entry[0 if key == "parm" else 1] = rest
+    return [(n, params[n][0], params[n][1]) for n in reversed(order)]
+
+
+def modinfo_text(m: ModuleFile, filename: str | None = None) -> str:
+    """The block `modinfo FILE` prints for this module."""
+    items = info_list(m)
+    lines = [f"filename:       {filename or kmod_filename(m.path)}"]
+    for key, value in items:
+        if key == "parm" or key == "parmtype":
+            continue
+        lines.append(f"{key}:{' ' * abs(15 - len(key))}{value}")
+    for name, desc, typ in _params(items):
+        if desc is None:
+            lines.append(f"parm:           {name}:{typ}")
+        elif typ is not None:
+            lines.append(f"parm:           {name}:{desc} ({typ})")
+        else:
+            lines.append(f"parm:           {name}:{desc}")
+    return "\n".join(lines) + "\n"
+
+
+def field_values(m: ModuleFile, field: str, filename: str | None = None) -> list[str]:
+    """What `modinfo -F FIELD` prints, one value a line."""
+    if field == "filename":
+        return [filename or kmod_filename(m.path)]
+    items = info_list(m)
+    if field == "parm":
+        out = []
+        for name, desc, typ in _params(items):
+            if desc is None:
+                out.append(f"{name}: ({typ})")
+            elif typ is not None:
+                out.append(f"{name}:{desc} ({typ})")
+            else:
+                out.append(f"{name}:{desc}")
+        return out
+    return [v for k, v in items if k == field]
+
+
+# --- rule results -------------------------------------------------------------------------
+
+
+def findings_text(r: ModuleReport, color: bool = False) -> str:
+    lines = []
+    n_ran = len(r.ran)
+    if r.target:
+        lines.append(f"--- check: {n_ran} rules against {r.target}")
+    else:
+        lines.append(
+            f"--- check: {n_ran} target-free rules (no target kernel: vermagic, symbol "
+            "versions, unknown symbols and GPL-only use are not checked; pass --kernel or --kdir)"
+        )
+    for f in r.findings:
+        tag = paint(f"{f.severity.upper():<8}", _SEV_COLOR[f.severity], color)
+        lines.append(f"{tag} {f.rule_id:<20} {f.message}")
+        if f.hint and f.severity != "info":
+            lines.append(f"{'':<8} {'':<20} hint: {f.hint}")
+    for rid, why in r.skipped.items():
+        lines.append(f"{'SKIPPED':<8} {rid:<20} {why}")
+    errors, warnings = r.count("error"), r.count("warning")
+    if r.ok:
+        verdict = paint("ok", "green", color) + (
+            f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""
+        )
+    else:
+        verdict = paint("FAILED", "red", color) + f" ({errors} error{'s' * (errors != 1)}"
+        verdict += f", {warnings} warning{'s' * (warnings != 1)})" if warnings else ")"
+    lines.append(f"result: {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def report_text(r: ModuleReport, color: bool = False) -> str:
+    if r.module is None:
+        return ""
+    return modinfo_text(r.module) + findings_text(r, color) + "\n"
+
+
+def report_dict(r: ModuleReport) -> dict:
+    m = r.module
+    sig = m.signature if m is not None else None
+    return {
+        "path": str(r.path),
+        "ok": r.ok,
+        "error": r.error,
+        "target": r.target,
+        "name": m.name if m else None,
+        "vermagic": r.vermagic,
+        "compression": m.compression if m else None,
+        "modinfo": [[k, v] for k, v in m.modinfo] if m else [],
+        "signature": sig.summary if sig is not None else None,
+        "findings": [
+            {"rule": f.rule_id, "severity": f.severity, "message": f.message, "hint": f.hint}
+            for f in r.findings
+        ],
+        "rules_run": list(r.ran),
+        "rules_skipped": dict(r.skipped),
+    }
+
+
+def summary(reports: Sequence[ModuleReport]) -> dict[str, int]:
+    return {
+        "modules": len(reports),
+        "ok": sum(1 for r in reports if r.ok),
+        "failed": sum(1 for r in reports if r.error is None and not r.ok),
+        "unreadable": sum(1 for r in reports if r.error is not None),
+    }
+
+
+def to_json(dicts: Sequence[dict], target: str | None) -> str:
+    s = {
+        "modules": len(dicts),
+        "ok": sum(1 for d in dicts if d["ok"]),
+        "failed": sum(1 for d in dicts if d["error"] is None and not d["ok"]),
+        "unreadable": sum(1 for d in dicts if d["error"] is not None),
+    }
+    return json.dumps({"target": target, "summary": s, "modules": list(dicts)}, indent=2) + "\n"
+
+
+def to_junit(dicts: Sequence[dict]) -> str:
+    """One <testsuite> per module, one <testcase> per rule that ran (failure = error findings)."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<testsuites name="kmod-py check">']
+    for d in dicts:
+        cases = []
+        if d["error"] is not None:
+            cases.append(
+                f'    <testcase classname={quoteattr(d["path"])} name="read">'
+                f"<error message={quoteattr(d['error'])}/></testcase>"
+            )
+        by_rule: dict[str, list[dict]] = {}
+        for f in d["findings"]:
+            by_rule.setdefault(f["rule"], []).append(f)
+        for rid in d["rules_run"]:
+            errs = [f for f in by_rule.get(rid, []) if f["severity"] == "error"]
+            body = "".join(
+                f"<failure message={quoteattr(f['message'])}>{_esc(f['hint'] or '')}</failure>"
+                for f in errs
+            )
+            cls, name = quoteattr(d["path"]), quoteattr(rid)
+            cases.append(f"    <testcase classname={cls} name={name}>{body}</testcase>")
+        for rid, why in d["rules_skipped"].items():
+            cases.append(
+                f"    <testcase classname={quoteattr(d['path'])} name={quoteattr(rid)}>"
+                f"<skipped message={quoteattr(why)}/></testcase>"
+            )
+        failures = sum(1 for f in d["findings"] if f["severity"] == "error")
+        errors = 1 if d["error"] is not None else 0
+        out.append(
+            f'  <testsuite name={quoteattr(d["path"])} tests="{len(cases)}" '
+            f'failures="{failures}" errors="{errors}">'
+        )
+        out.extend(cases)
+        out.append("  </testsuite>")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,440 @@
+"""The check rules: each a pure function of (ModuleFile, TargetInfo | None) -> findings.
+
+Messages use the kernel's own words (kernel/module/*.c, scripts/mod/modpost.c)
+where it has them, prefixed with the module name as the kernel log shows them.
+Rule IDs are stable: scripts and --json consumers may depend on them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from kbuild_py.checks import Finding, Skip, TargetInfo, rule
+from kbuild_py.modfile import (
+    ET_REL,
+    SHF_EXECINSTR,
+    SHF_WRITE,
+    SHN_UNDEF,
+    ModuleFile,
+)
+from kbuild_py.signature import has_magic
+
+GPL_COMPATIBLE = (
+    "GPL",
+    "GPL v2",
+    "GPL and additional rights",
+    "Dual BSD/GPL",
+    "Dual MIT/GPL",
+    "Dual MPL/GPL",
+)
+MODULE_NAME_MAX = 55  # MODULE_NAME_LEN (64 - sizeof(unsigned long)) minus the NUL on 64-bit
+REBUILD = "rebuild the module against the target kernel's headers (kmod-py build --kernel RELEASE)"
+
+
+def _f(rule_id: str, sev: str, msg: str, hint: str | None = None) -> Finding:
+    return Finding(rule_id, sev, msg, hint)  # type: ignore[arg-type]
+
+
+# --- ELF, like elf_validity_check() -------------------------------------------------------
+
+
+@rule("elf-header", "error", "ELF relocatable object, section 0 null, section names NUL-terminated")
+def elf_header(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    if m.e_type != ET_REL:
+        yield _f(
+            "elf-header",
+            "error",
+            f"Invalid ELF header type: {m.e_type} != {ET_REL}",
+            "a module is a relocatable object (.ko from Kbuild), not an executable or library",
+        )
+    s0 = m._raw[0]
+    if s0[1] != 0 or s0[5] != 0 or s0[3] != 0:
+        yield _f(
+            "elf-header",
+            "error",
+            f"ELF Spec violation: section 0 type({s0[1]})!=SH_NULL or non-zero len or addr",
+        )
+    if not m.shstrtab_terminated:
+        yield _f(
+            "elf-header", "error", "ELF Spec violation: section name table isn't null terminated"
+        )
+
+
+@rule("elf-machine", "error", "e_machine is the target kernel's architecture", needs_target=True)
+def elf_machine(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    if t.elf_machine and m.machine != t.elf_machine:
+        yield _f(
+            "elf-machine",
+            "error",
+            f"Invalid architecture in ELF header: {m.e_machine} ({m.machine}; "
+            f"{t.release} needs {t.elf_machine})",
+            "build with the target's ARCH= and CROSS_COMPILE=",
+        )
+
+
+@rule("elf-symtab", "error", "exactly one symbol table (SHT_SYMTAB) with a valid sh_link")
+def elf_symtab(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    tabs = m.symtab_indices
+    if len(tabs) != 1:
+        extra = "" if not tabs else f" ({len(tabs)} symbol tables)"
+        yield _f(
+            "elf-symtab",
+            "error",
+            f"{m.name}: module has no symbols (stripped?){extra}",
+            "do not strip modules with --strip-all; use --strip-debug (INSTALL_MOD_STRIP=1)",
+        )
+        return
+    link = m._raw[tabs[0]][6]
+    if link == SHN_UNDEF or link >= m.e_shnum:
+        yield _f(
+            "elf-symtab",
+            "error",
+            f"Invalid ELF sh_link!=SHN_UNDEF({link}) or "
+            f"(sh_link({link}) >= hdr->e_shnum({m.e_shnum})",
+        )
+
+
+@rule("elf-wx", "error", "no section is both writable and executable")
+def elf_wx(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    for i, r in enumerate(m._raw):
+        if r[2] & SHF_WRITE and r[2] & SHF_EXECINSTR:
+            sec = m.sections[i]
+            yield _f(
+                "elf-wx",
+                "error",
+                f"{m.name}: section {sec.name} (index {i}) has invalid WRITE|EXEC flags",
+                "do not mark code sections writable (check __attribute__((section)) and asm)",
+            )
+
+
+@rule("elf-common", "error", "no SHN_COMMON symbols")
+def elf_common(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    common = m.common_symbols
+    if common:
+        names = ", ".join(s.name for s in common[:5])
+        yield _f(
+            "elf-common",
+            "error",
+            f"{m.name}: please compile with -fno-common ({names})",
+            "define each global once, or make it static",
+        )
+
+
+@rule("elf-sections", "error", "exactly one .modinfo and one .gnu.linkonce.this_module")
+def elf_sections(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    if m.section(".gnu.linkonce.this_module") is None:
+        yield _f(
+            "elf-sections",
+            "error",
+            f"{m.name}: No module found in object",
+            "link the module with Kbuild (modpost adds .gnu.linkonce.this_module)",
+        )
+    if m.count_sections(".modinfo") > 1:
+        yield _f("elf-sections", "error", f"{m.name}: module has more than one .modinfo section")
+
+
+# --- .modinfo ------------------------------------------------------------------------------
+
+
+@rule("modinfo-format", "warning", ".modinfo entries are key=value strings")
+def modinfo_format(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    raw = m.section_data(m.section(".modinfo"))  # type: ignore[arg-type]
+    bad = [s.decode("latin-1") for s in raw.split(b"\0") if s and b"=" not in s]
+    if bad:
+        yield _f(
+            "modinfo-format",
+            "warning",
+            f".modinfo entry without '=': {bad[0]!r}"
+            + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""),
+            "use the MODULE_* macros, which write key=value",
+        )
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+@rule("name", "error", "module name present, at most 55 characters, matching the file name")
+def name_rule(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    name = m.get("name")
+    if name is None:
+        yield _f("name", "warning", "no name= in .modinfo (modpost writes it)", REBUILD)
+        name = m.file_name
+    if len(name) > MODULE_NAME_MAX:
+        yield _f(
+            "name",
+            "error",
+            f"module name {name!r} is {len(name)} characters; the loader allows {MODULE_NAME_MAX}",
+            "rename the module (obj-m := shorter.o)",
+        )
+    elif not _NAME_RE.match(name):
+        yield _f("name", "warning", f"module name {name!r} has characters other than [A-Za-z0-9_]")
+    if name != m.file_name:
+        yield _f(
+            "name",
+            "warning",
+            f"module name {name!r} differs from the file name ({m.path.name}); "
+            "modprobe finds modules by file name",
+            f"rename the file to {name}.ko",
+        )
+
+
+@rule("license", "error", "MODULE_LICENSE present and GPL-compatible (else taint P)")
+def license_rule(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    lic = m.license
+    if lic is None:
+        yield _f(
+            "license",
+            "error",
+            f"missing MODULE_LICENSE() in {m.path.name}",
+            'add MODULE_LICENSE("GPL") (or another GPL-compatible string)',
+        )
+    elif lic not in GPL_COMPATIBLE:
+        yield _f(
+            "license",
+            "warning",
+            f"{m.name}: module license '{lic}' taints kernel.",
+            "GPL-only symbols are refused to this module; GPL-compatible: "
+            + ", ".join(GPL_COMPATIBLE),
+        )
+
+
+@rule(
+    "license-gpl-symbols",
+    "error",
+    "a non-GPL module uses no EXPORT_SYMBOL_GPL symbol",
+    needs_target=True,
+)
+def gpl_symbols(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    if m.license in GPL_COMPATIBLE:
+        return
+    for name in sorted(m.needed_names & t.gpl_only):
+        exp = t.exports[name]
+        yield _f(
+            "license-gpl-symbols",
+            "error",
+            f"{m.name}: Unknown symbol {name} (err -2)",
+            f"{name} is EXPORT_SYMBOL_GPL in {exp.module}: a module licensed "
+            f"'{m.license or 'unspecified'}' cannot use it; use a GPL-compatible license",
+        )
+
+
+# --- target kernel: vermagic, versions, symbols ------------------------------------------
+
+
+def same_magic(module_magic: str, kernel_magic: str, has_versions: bool) -> bool:
+    """kernel/module/version.c: with __versions compare from the first space on, else all."""
+    if has_versions:
+        a, b = module_magic.find(" "), kernel_magic.find(" ")
+        return (
+            module_magic[a:] == kernel_magic[b:]
+            if a >= 0 and b >= 0
+            else module_magic == kernel_magic
+        )
+    return module_magic == kernel_magic
+
+
+@rule(
+    "vermagic",
+    "error",
+    "vermagic matches the target kernel (the loader's same_magic)",
+    needs_target=True,
+)
+def vermagic(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    magic = m.vermagic
+    if magic is None:
+        yield _f("vermagic", "error", f"{m.name}: no version magic, tainting kernel.", REBUILD)
+    elif not same_magic(magic, t.vermagic, m.has_versions and t.enabled("CONFIG_MODVERSIONS")):
+        yield _f(
+            "vermagic",
+            "error",
+            f"{m.name}: version magic '{magic}' should be '{t.vermagic}'",
+            REBUILD.replace("RELEASE", t.release),
+        )
+
+
+@rule(
+    "modversions",
+    "error",
+    "symbol CRCs (__versions) match the target's Module.symvers",
+    needs_target=True,
+)
+def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    if not t.enabled("CONFIG_MODVERSIONS"):
+        return
+    if not m.has_versions:
+        yield _f(
+            "modversions",
+            "error",
+            f"{m.name}: no symbol version for module_layout",
+            f"{t.release} has CONFIG_MODVERSIONS: " + REBUILD.replace("RELEASE", t.release),
+        )
+        return
+    if not t.exports:
+        raise Skip(f"no Module.symvers in {t.source}")
+    for sym, crc in m.versions:
+        if (sym, crc) in t.crc_pairs:
+            continue
+        exp = t.exports.get(sym)
+        if exp is not None and exp.crc and exp.crc != crc:
+            yield _f(
+                "modversions",
+                "error",
+                f"{m.name}: disagrees about version of symbol {sym}",
+                f"module has 0x{crc:08x}, {t.release} exports 0x{exp.crc:08x}: "
+                + REBUILD.replace("RELEASE", t.release),
+            )
+
+
+@rule(
+    "unknown-symbol",
+    "error",
+    "every undefined symbol is exported by the target (or --extra-symbols)",
+    needs_target=True,
+)
+def unknown_symbol(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    if not t.exports:
+        raise Skip(f"no Module.symvers in {t.source}")
+    for name in sorted(m.needed_names - t.names):
+        yield _f(
+            "unknown-symbol",
+            "error",
+            f"{m.name}: Unknown symbol {name} (err -2)",
+            "pass the Module.symvers of the module that exports it with --extra-symbols "
+            "(KBUILD_EXTRA_SYMBOLS), or check the symbol exists in this kernel",
+        )
+
+
+@rule(
+    "namespace", "error", "namespaced symbols are imported with MODULE_IMPORT_NS", needs_target=True
+)
+def namespace(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    imported = set(m.get_all("import_ns"))
+    for name in sorted(m.needed_names & t.namespaced_names):
+        ns = t.namespaced[name]
+        if ns.strip('"') not in imported and ns not in imported:
+            yield _f(
+                "namespace",
+                "error",
+                f"{m.name}: module uses symbol ({name}) from namespace {ns}, "
+                "but does not import it.",
+                f"add MODULE_IMPORT_NS({ns}); to the module source",
+            )
+
+
+@rule(
+    "module-struct-size",
+    "error",
+    ".gnu.linkonce.this_module size equals the target's struct module",
+    needs_target=True,
+)
+def struct_size(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    size = m.this_module_size
+    if size is None:
+        return  # elf-sections reports it
+    if t.module_struct_size is None:
+        raise Skip(f"struct module size of {t.release} unknown (no in-tree module of it here)")
+    if size != t.module_struct_size:
+        yield _f(
+            "module-struct-size",
+            "error",
+            f"module {m.name}: .gnu.linkonce.this_module section size must match the kernel's "
+            f"built struct module size at run time ({size} != {t.module_struct_size})",
+            REBUILD.replace("RELEASE", t.release),
+        )
+
+
+# --- signature, taints, mitigations -------------------------------------------------------
+
+
+@rule(
+    "signature",
+    "error",
+    "appended signature well-formed; unsigned is refused under MODULE_SIG_FORCE",
+)
+def signature(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    sig = m.signature
+    force = t is not None and t.enabled("CONFIG_MODULE_SIG_FORCE")
+    if sig is None:
+        if has_magic(m.data):
+            yield _f(
+                "signature",
+                "error",
+                f"{m.name}: module signature trailer is malformed",
+                "re-sign with scripts/sign-file from the target's build tree",
+            )
+        elif force:
+            yield _f(
+                "signature",
+                "error",
+                "Loading of unsigned module is rejected",
+                f"{t.release} has CONFIG_MODULE_SIG_FORCE: sign it with scripts/sign-file",
+            )  # type: ignore[union-attr]
+        else:
+            yield _f(
+                "signature",
+                "info",
+                f"{m.name}: module verification failed: signature and/or required key missing "
+                "- tainting kernel",
+                "unsigned: taints E; sign with scripts/sign-file",
+            )
+        return
+    problem = sig.kernel_problem()
+    if problem:
+        yield _f(
+            "signature",
+            "error",
+            f"{m.name}: {problem}",
+            "sign with scripts/sign-file (PKCS#7) from the target's build tree",
+        )
+        return
+    p = sig.pkcs7
+    yield _f(
+        "signature",
+        "info",
+        f"signed by '{p.signer}', key {p.key_id.hex().upper()}, {p.hash_algo}",
+        "the target must trust this key (built in, or enrolled), else it taints E",
+    )
+
+
+@rule("taint", "info", "which taint flags loading the module sets (O E P C N K)")
+def taint(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    flags = []
+    if m.license is None or m.license not in GPL_COMPATIBLE:
+        flags.append("P (proprietary module)")
+    if m.get("intree") is None:
+        flags.append("O (out-of-tree module)")
+    if m.signature is None:
+        flags.append("E (unsigned module)")
+    if m.get("staging") is not None:
+        flags.append("C (staging driver)")
+    if m.get("test") is not None:
+        flags.append("N (test module)")
+    if m.get("livepatch") is not None:
+        flags.append("K (live patch)")
+    if flags:
+        yield _f("taint", "info", "loading taints the kernel: " + ", ".join(flags))
+
+
+@rule(
+    "retpoline", "warning", "built with retpoline when the target kernel uses it", needs_target=True
+)
+def retpoline(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
+    assert t is not None
+    if (t.enabled("CONFIG_RETPOLINE") or t.enabled("CONFIG_MITIGATION_RETPOLINE")) and m.get(
+        "retpoline"
+    ) is None:
+        yield _f(
+            "retpoline",
+            "warning",
+            f"{m.name}: loading module not compiled with retpoline compiler.",
+            "build with the kernel's compiler (CONFIG_CC_VERSION_TEXT) "
+            "so -mindirect-branch=thunk is used",
+        )
