@@ -78,19 +78,22 @@ def cpio_newc(entries: Iterable[Entry]) -> bytes:
 
 def with_parents(entries: Iterable[Entry]) -> list[Entry]:
     """Entries with every missing parent directory inserted before its first child."""
-    seen: set[str] = set()
+    seen: dict[str, bool] = {}  # path -> is a directory
     out: list[Entry] = []
     for entry in entries:
         parents = list(PurePosixPath(entry.path).parents)[::-1][1:]  # skip "."
-        for parent in parents:
-            if str(parent) not in seen:
-                seen.add(str(parent))
-                out.append(Entry.directory(str(parent)))
+        for parent in map(str, parents):
+            if parent not in seen:
+                seen[parent] = True
+                out.append(Entry.directory(parent))
+            elif not seen[parent]:
+                raise ValueError(f"initramfs path {entry.path} is under the file {parent}")
+        is_dir = stat.S_ISDIR(entry.mode)
         if entry.path in seen:
-            if stat.S_ISDIR(entry.mode):
+            if is_dir and seen[entry.path]:
                 continue
             raise ValueError(f"duplicate initramfs path: {entry.path}")
-        seen.add(entry.path)
+        seen[entry.path] = is_dir
         out.append(entry)
     return out
 

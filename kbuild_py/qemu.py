@@ -201,6 +201,35 @@ def _pump(stream, log, flag, sink) -> None:  # type: ignore[no-untyped-def]
 
 
 _kvm_hangs = threading.Event()  # a KVM guest stayed silent in this process
+KVM_MEMORY = 24 * 3600  # seconds a silent KVM guest is remembered (per host kernel)
+
+
+def _kvm_marker() -> Path:
+    from kbuild_py.paths import cache_dir
+
+    return cache_dir() / "kvm-silent"
+
+
+def kvm_known_silent() -> bool:
+    """A KVM guest stayed silent in this process, or recently on this host kernel."""
+    if _kvm_hangs.is_set():
+        return True
+    try:
+        marker = _kvm_marker()
+        fresh = time.time() - marker.stat().st_mtime < KVM_MEMORY
+        return fresh and marker.read_text().strip() == os.uname().release
+    except OSError:
+        return False
+
+
+def _remember_kvm_silent() -> None:
+    _kvm_hangs.set()
+    try:
+        marker = _kvm_marker()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(os.uname().release + "\n")
+    except OSError:
+        pass
 
 
 def kvm_usable(dev: str = "/dev/kvm") -> bool:
@@ -236,8 +265,8 @@ def boot(
 ) -> BootResult:
     """Boot `spec` once; with accel=auto, KVM first when usable, then TCG if KVM stays silent.
 
-    `timeout` bounds the whole call, fallback included. After one silent KVM guest, later
-    auto boots in this process go straight to TCG.
+    `timeout` bounds the whole call, fallback included. After a silent KVM guest, auto boots
+    go straight to TCG for a day (remembered per host kernel in the cache directory).
     """
     if accel not in ACCELS:
         raise ValueError(f"--accel must be one of {', '.join(ACCELS)}")
@@ -245,9 +274,9 @@ def boot(
     notes: list[str] = []
     if kvm_ok is None:
         kvm_ok = kvm_usable() if accel != "tcg" else False
-        if accel == "auto" and kvm_ok and _kvm_hangs.is_set():
+        if accel == "auto" and kvm_ok and kvm_known_silent():
             kvm_ok = False
-            notes.append("KVM guests hung earlier in this run: TCG")
+            notes.append("TCG: a KVM guest hung on this host recently (--accel kvm forces KVM)")
     if accel == "kvm" and not kvm_ok:
         raise InfraError("/dev/kvm is not usable", "use --accel tcg (or auto)")
     start = time.monotonic()
@@ -261,7 +290,7 @@ def boot(
         why = (f"printed nothing in {silence_deadline:.0f} s" if out.silent
                else f"exited with {out.returncode} before printing anything")
         notes.append(f"KVM guest {why}: retried under TCG")
-        _kvm_hangs.set()
+        _remember_kvm_silent()
     elif accel == "auto" and not notes:
         notes.append("/dev/kvm not usable: TCG")
     tcg = VmSpec(**{**spec.__dict__, "accel": "tcg"})
