@@ -343,41 +343,40 @@ class ModuleFile:
     @cached_property
     def undefined_symbols(self) -> list[Symbol]:
         """Named SHN_UNDEF symbols: what the loader must resolve."""
-        if not (_NATIVE_LE and self.elf_class == 2 and self.elf_data == 1):
+        fast = self._undefined_fast()
+        if fast is None:
             return [s for s in self._symbols(lambda shndx: shndx == SHN_UNDEF) if s.name]
-        # Fast path (x86-64/arm64 modules on a little-endian host): pick the 16-bit
-        # st_shndx column straight out of the mapped table, decode only the hits.
+        return [Symbol(name, 0, 0, info >> 4, info & 0xF, 0) for name, info in fast]
+
+    def _undefined_fast(self) -> list[tuple[str, int]] | None:
+        """(name, st_info) of undefined symbols, for 64-bit little-endian modules on a
+        little-endian host: the st_shndx column is picked straight out of the mapped
+        table and only the hits are decoded. None: use the general path."""
+        if not (_NATIVE_LE and self.elf_class == 2 and self.elf_data == 1):
+            return None
         tabs = self.symtab_indices
         if not tabs or not 0 < self._raw[tabs[0]][6] < len(self._raw):
             return []
         tab, strtab = self._raw[tabs[0]], self._raw[self._raw[tabs[0]][6]]
         strs = self.data[strtab[4] : strtab[4] + strtab[5]] if strtab[1] != SHT_NOBITS else b""
-        count = tab[5] // 24
-        body = memoryview(self.data)[tab[4] : tab[4] + count * 24]
+        body = memoryview(self.data)[tab[4] : tab[4] + tab[5] // 24 * 24]
         shndx = body.cast("H")[3::12].tolist()
         names = body.cast("I")[0::6].tolist()
         infos = body[4::24].tolist()
-        text = strs.decode("latin-1")
-        find, out = text.find, []
-        for i in [i for i, x in enumerate(shndx) if not x and i]:
-            nm = names[i]
-            if nm:
-                end = find("\0", nm)
-                out.append(
-                    Symbol(
-                        text[nm:end] if end >= 0 else text[nm:],
-                        0,
-                        0,
-                        infos[i] >> 4,
-                        infos[i] & 0xF,
-                        0,
-                    )
-                )
-        return out
+        text = strs.decode("latin-1") + "\0"
+        find = text.find
+        return [
+            (text[names[i] : find("\0", names[i])], infos[i])
+            for i, x in enumerate(shndx)
+            if not x and i and 0 < names[i] < len(text)
+        ]
 
     @cached_property
     def needed_names(self) -> frozenset[str]:
         """Names of the undefined, non-weak symbols (what must resolve)."""
+        fast = self._undefined_fast()
+        if fast is not None:
+            return frozenset([n for n, info in fast if info >> 4 != STB_WEAK and n])
         return frozenset([s.name for s in self.undefined_symbols if s.bind != STB_WEAK])
 
     @cached_property
@@ -417,6 +416,11 @@ class ModuleFile:
         fmt = struct.Struct(("<" if self.elf_data == 1 else ">") + ("Q56s" if wide else "I60s"))
         body = self.section_data(sec)
         body = body[: len(body) - len(body) % fmt.size]
+        if wide and _NATIVE_LE and self.elf_data == 1:  # columns straight from the table
+            crcs = memoryview(body).cast("Q")[0::8].tolist()
+            text = body.decode("latin-1")
+            names = [text[o : o + 56].partition("\0")[0] for o in range(8, len(body), 64)]
+            return list(zip(names, crcs, strict=True))
         out = []
         for crc, name in fmt.iter_unpack(body):
             end = name.find(b"\0")

@@ -160,14 +160,39 @@ def summary(reports: Sequence[ModuleReport]) -> dict[str, int]:
     }
 
 
-def to_json(dicts: Sequence[dict], target: str | None) -> str:
+def unreadable_dict(path: str, error: str) -> dict:
+    return {
+        "path": path,
+        "ok": False,
+        "error": error,
+        "target": None,
+        "name": None,
+        "vermagic": None,
+        "compression": None,
+        "modinfo": [],
+        "signature": None,
+        "findings": [],
+        "rules_run": [],
+        "rules_skipped": {},
+    }
+
+
+def tally_line(outcomes: Sequence) -> str:  # type: ignore[type-arg]
+    bad = sum(1 for o in outcomes if o.error is None and not o.ok)
+    unreadable = sum(1 for o in outcomes if o.error is not None)
+    good = len(outcomes) - bad - unreadable
+    return f"checked {len(outcomes)}: {good} ok, {bad} failed, {unreadable} unreadable\n"
+
+
+def to_json(dicts: Sequence[dict], targets: Sequence[str | None]) -> str:
     s = {
         "modules": len(dicts),
         "ok": sum(1 for d in dicts if d["ok"]),
         "failed": sum(1 for d in dicts if d["error"] is None and not d["ok"]),
         "unreadable": sum(1 for d in dicts if d["error"] is not None),
     }
-    return json.dumps({"target": target, "summary": s, "modules": list(dicts)}, indent=2) + "\n"
+    doc = {"targets": list(targets), "summary": s, "modules": list(dicts)}
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def to_junit(dicts: Sequence[dict]) -> str:

@@ -276,9 +276,7 @@ def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
         return
     if not t.exports:
         raise Skip(f"no Module.symvers in {t.source}")
-    for sym, crc in m.versions:
-        if (sym, crc) in t.crc_pairs:
-            continue
+    for sym, crc in sorted(set(m.versions) - t.crc_pairs):
         exp = t.exports.get(sym)
         if exp is not None and exp.crc and exp.crc != crc:
             yield _f(

@@ -72,7 +72,20 @@ def der_children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]
     return out
 
 
+_OID_CACHE: dict[bytes, str] = {}
+_NAME_CACHE: dict[bytes, str | None] = {}
+
+
 def oid_text(raw: bytes) -> str:
+    text = _OID_CACHE.get(raw)
+    if text is None:
+        text = _oid_text(raw)
+        if len(_OID_CACHE) < 4096:
+            _OID_CACHE[raw] = text
+    return text
+
+
+def _oid_text(raw: bytes) -> str:
     if not raw:
         raise DerError("empty OID")
     first = raw[0]
@@ -134,7 +147,13 @@ def parse_pkcs7(blob: bytes) -> Pkcs7Info:
     ias = der_children(blob, si[1][1], si[1][2])
     if len(ias) != 2 or ias[1][0] != 0x02:
         raise DerError("bad issuerAndSerialNumber")
-    signer = _name_cn(blob, ias[0][1], ias[0][2])
+    issuer = blob[ias[0][1] : ias[0][2]]
+    if issuer in _NAME_CACHE:  # every module of a kernel has the same signer
+        signer = _NAME_CACHE[issuer]
+    else:
+        signer = _name_cn(issuer, 0, len(issuer))
+        if len(_NAME_CACHE) < 1024:
+            _NAME_CACHE[issuer] = signer
     serial = blob[ias[1][1] : ias[1][2]]
     if serial and serial[0] & 0x80:  # negative: BN keeps the magnitude
         serial = (-int.from_bytes(serial, "big", signed=True)).to_bytes(len(serial), "big")

@@ -1,1 +1,116 @@
-"""kmod-py check command."""
+"""kmod-py check: what the kernel's loader will check, before insmod does."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from kbuild_py.cli import app
+
+
+def _targets(kernel: str | None, kdir: Path | None) -> list:  # type: ignore[type-arg]
+    """Build trees to check against: --kdir, --kernel SPEC, else kmod.toml's kernels, else none."""
+    from kbuild_py.buildtree import BuildTree
+
+    if kdir is not None:
+        return [BuildTree.open(kdir)]
+    if kernel is not None:
+        return [_resolve(kernel).tree]
+    try:
+        from kbuild_py.project import load_project
+    except ImportError:
+        return []
+    project = load_project(Path.cwd())
+    if project.kernels:
+        typer.echo(f"target kernels from kmod.toml: {', '.join(project.kernels)}", err=True)
+    return [_resolve(spec).tree for spec in project.kernels]
+
+
+def _resolve(spec: str):  # type: ignore[no-untyped-def]
+    from kbuild_py import kernels
+
+    resolve = getattr(kernels, "resolve_spec", None)
+    if resolve is not None:
+        return resolve(spec, progress=lambda line: typer.echo(line, err=True))
+    return kernels.host_target(spec, spec)
+
+
+def _list_rules() -> None:
+    from kbuild_py.checks import rules_table
+    from kbuild_py.render import table
+
+    rows = [
+        [r.id, r.severity, "target" if r.needs_target else "-", r.summary] for r in rules_table()
+    ]
+    typer.echo(table(["RULE", "SEVERITY", "NEEDS", "CHECKS"], rows))
+
+
+@app.command()
+def check(
+    files: list[Path] = typer.Argument(None, help="Module files (.ko, .ko.xz, .ko.zst, .ko.gz)."),
+    recursive: list[Path] = typer.Option(
+        [], "-r", "--recursive", help="Check every module under DIR."
+    ),
+    kernel: str = typer.Option(
+        None, "--kernel", "-k", help="Target kernel spec (release, debian:SUITE, ...)."
+    ),
+    kdir: Path = typer.Option(None, "--kdir", help="Target kernel build tree."),
+    extra_symbols: list[Path] = typer.Option(
+        [], "--extra-symbols", help="Module.symvers of other modules (KBUILD_EXTRA_SYMBOLS)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    junit: Path = typer.Option(None, "--junit", help="Also write a JUnit XML report to FILE."),
+    field: str = typer.Option(
+        None, "-F", "--field", help="Print only FIELD's values, like modinfo -F."
+    ),
+    list_rules: bool = typer.Option(False, "--list-rules", help="List the rules and exit."),
+) -> None:
+    """Check modules the way the kernel's loader will: ELF, modinfo, license, vermagic,
+    symbol versions, unknown symbols, namespaces, signature, taints.
+
+    Exit status: 0 all rules passed, 1 a rule failed, 2 a file could not be read.
+    """
+    from kbuild_py import report_check as rc
+    from kbuild_py.checkrun import collect, run_many
+    from kbuild_py.checks import target_info
+    from kbuild_py.errors import UsageError
+    from kbuild_py.render import use_color
+
+    if list_rules:
+        _list_rules()
+        return
+    if kernel is not None and kdir is not None:
+        raise UsageError("--kernel and --kdir both given", "pass one target kernel")
+    paths = collect(files or [], recursive)
+    if not paths:
+        raise UsageError("no module files given", "kmod-py check FILE.ko [FILE ...] or -r DIR")
+    infos = [target_info(t, extra_symbols) for t in _targets(kernel, kdir)] or [None]
+    mode = "json" if as_json else "field" if field else "text"
+    color = use_color() and mode == "text"
+    outcomes, dicts = [], []
+    out = sys.stdout
+    for info in infos:
+        for o in run_many(paths, info, mode=mode, field=field, color=color, want_dict=bool(junit)):
+            outcomes.append(o)
+            if o.error is not None:
+                typer.secho(f"error: {o.error}", err=True, fg=typer.colors.RED)
+                dicts.append(rc.unreadable_dict(o.path, o.error))
+                continue
+            dicts.append(o.data)
+            if mode == "field":
+                out.write("".join(v + "\n" for v in o.payload))  # type: ignore[attr-defined]
+            elif mode == "text":
+                out.write(o.payload)  # type: ignore[arg-type]
+    if junit:
+        junit.write_text(rc.to_junit(dicts))
+    if mode == "json":
+        out.write(rc.to_json(dicts, [i.release if i else None for i in infos]))
+    elif mode == "text" and len(outcomes) > 1:
+        out.write(rc.tally_line(outcomes))
+    out.flush()
+    if any(o.error is not None for o in outcomes):
+        raise typer.Exit(2)
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)

@@ -1,0 +1,90 @@
+"""Checking many module files: collect them, spread them over the cores, keep input order.
+
+Workers return rendered output (text, a JSON-ready dict or -F values) rather than
+ModuleFile objects, which hold an mmap and do not travel between processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kbuild_py.checks import TargetInfo, check_loaded
+from kbuild_py.errors import UsageError
+
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+PARALLEL_MIN = 48  # below this, one process is faster than starting workers
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: str
+    ok: bool
+    error: str | None  # unreadable: one line
+    payload: object  # str (text), list[str] (-F values) or None (json only)
+    data: dict | None = None  # JSON-ready report, when asked for (--json, --junit)
+
+
+def collect(files: Sequence[Path], dirs: Sequence[Path]) -> list[Path]:
+    """FILE arguments as given, then module files found under each -r DIR (sorted)."""
+    out = list(files)
+    for d in dirs:
+        if not d.is_dir():
+            raise UsageError(
+                f"{d}: not a directory", "-r takes a directory to search for .ko files"
+            )
+        found = sorted(p for p in d.rglob("*") if p.name.endswith(MODULE_SUFFIXES) and p.is_file())
+        if not found:
+            raise UsageError(f"no module files (.ko, .ko.xz, .ko.zst, .ko.gz) under {d}")
+        out.extend(found)
+    return out
+
+
+# Set in the parent before forking workers; read by _work in each worker.
+_JOB: dict[str, object] = {}
+
+
+def _work(path: str) -> Outcome:
+    from kbuild_py import report_check as rc
+
+    target = _JOB.get("target")
+    report = check_loaded(Path(path), target)  # type: ignore[arg-type]
+    if report.error is not None:
+        return Outcome(path, False, report.error, None)
+    mode = _JOB.get("mode", "text")
+    data = rc.report_dict(report) if mode == "json" or _JOB.get("want_dict") else None
+    payload: object = None
+    if mode == "field":
+        payload = rc.field_values(report.module, str(_JOB["field"]))  # type: ignore[arg-type]
+    elif mode == "text":
+        payload = rc.report_text(report, bool(_JOB.get("color")))
+    return Outcome(path, report.ok, None, payload, data)
+
+
+def run_many(
+    paths: Sequence[Path],
+    target: TargetInfo | None,
+    *,
+    mode: str = "text",
+    field: str | None = None,
+    color: bool = False,
+    want_dict: bool = False,
+    jobs: int | None = None,
+) -> Iterable[Outcome]:
+    """Check each path; yields Outcomes in input order. jobs=None: all cores for many files."""
+    _JOB.update(target=target, mode=mode, field=field, color=color, want_dict=want_dict)
+    names = [str(p) for p in paths]
+    ncpu = os.cpu_count() or 1
+    jobs = jobs if jobs is not None else (ncpu if len(names) >= PARALLEL_MIN else 1)
+    if jobs <= 1 or len(names) < 2:
+        for name in names:
+            yield _work(name)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    chunk = max(8, len(names) // (jobs * 8))
+    with ctx.Pool(jobs) as pool:
+        yield from pool.imap(_work, names, chunksize=chunk)
