@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 from kbuild_py.render import paint, table
 from kbuild_py.testrun import TestResult
 
+STEP_LINES = 12  # kernel lines shown under one step
 _COLOR = {"pass": "green", "fail": "red", "timeout": "red", "error": "yellow"}
 
 
@@ -46,7 +47,10 @@ def render_result(
     head = paint(f"{r.status.upper():7}", _COLOR.get(r.status, "bold"), color)
     label = r.release if r.label in (r.release, "") else f"{r.release} ({r.label})"
     v = r.verdict
-    info = f"boot {r.seconds:.1f} s ({r.accel})" if r.accel else ""
+    info = ""
+    if v is not None and v.init_uptime is not None:
+        info = f"boot {v.init_uptime:.1f} s, "
+    info = f"{info}total {r.seconds:.1f} s ({r.accel})" if r.accel else ""
     if v is not None:
         info += f"  taint {v.taint_text}"
     out = [f"{head} {label}  {info}".rstrip()]
@@ -60,7 +64,10 @@ def render_result(
             what = f"{s.kind} {s.name}" if s.name != "-" else s.kind
             out.append(f"  {what}: {step_text(r, s.kind, s.name)}")
             out += [f"    | {o}" for o in s.output if o.strip()]
-            out += [f"    {_short(k)}" for k in s.kernel if k.strip()]
+            said = [_short(k) for k in s.kernel if k.strip()]
+            out += [f"    {k}" for k in said[:STEP_LINES]]
+            if len(said) > STEP_LINES:
+                out.append(f"    ... {len(said) - STEP_LINES} more kernel lines (console log)")
             if s.kind == "insmod" and s.name in v.sysfs:
                 out.append(f"  /sys/module/{s.name}: {v.sysfs[s.name]}")
         out += [f"  problem: {p}" for p in v.problems]
@@ -83,7 +90,8 @@ def summary_table(results: list[TestResult]) -> str:
             step_text(r, "insmod", name), step_text(r, "rmmod", name),
             v.taint_text if v else "-",
         ])
-    return table(["KERNEL", "RELEASE", "RESULT", "BOOT", "ACCEL", "LOAD", "UNLOAD", "TAINT"], rows)
+    heads = ["KERNEL", "RELEASE", "RESULT", "TIME", "ACCEL", "LOAD", "UNLOAD", "TAINT"]
+    return table(heads, rows)
 
 
 def to_dict(r: TestResult, base: Path | None = None) -> dict[str, Any]:

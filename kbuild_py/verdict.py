@@ -25,7 +25,7 @@ PROBLEM = re.compile(
 )
 _KERNEL_REASON = re.compile(
     r"Unknown symbol|version magic|disagrees about version|Invalid|invalid|module_layout"
-    r"|no symbol version|Required key|verification failed|Unknown parameter|out of memory",
+    r"|no symbol version|Required key|rejected|Unknown parameter|out of memory",
 )
 _ERRNO_NAME = {os.strerror(n): name for n, name in errno.errorcode.items()}
 EXCERPT_LINES = 30
@@ -193,7 +193,9 @@ def parse_console(
     elif not v.finished and not problems:
         problems.append("the guest stopped before the test finished")
     if not v.excerpt and (timed_out or v.init_uptime is None or not v.finished):
-        v.excerpt = [ln for ln in lines if ln.strip() and MARK not in ln][-EXCERPT_LINES:]
+        start = next((i for i, ln in enumerate(lines) if f"{MARK} init " in ln), 0)
+        tail = [ln for ln in lines[start:] if ln.strip() and MARK not in ln]
+        v.excerpt = tail[-EXCERPT_LINES:]
     v.problems = problems + v.problems
     v.status = "timeout" if timed_out else ("pass" if not v.problems else "fail")
     return v

@@ -1,0 +1,162 @@
+"""The guest's /init script and the console-log verdict.
+
+tests/data/console/*.log are real serial console logs of Debian's 6.1 kernel booted by
+`kmod-py test` under TCG with the negative modules of test_testrun.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kbuild_py.guest import GuestModule, GuestPlan, init_script
+from kbuild_py.verdict import parse_console, taint_letters
+
+DATA = Path(__file__).parent / "data" / "console"
+
+
+def log(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_taint_letters_follow_the_kernels_bit_order() -> None:
+    assert taint_letters(0) == ""
+    assert taint_letters(0x3000) == "OE"
+    assert taint_letters(0x3080) == "DOE"
+    assert taint_letters(1) == "P"
+    assert taint_letters(1 << 18) == "N"
+    assert taint_letters(1 << 25).startswith("+0x")
+
+
+def test_init_script_orders_steps_and_quotes_params() -> None:
+    plan = GuestPlan(
+        modules=[GuestModule("a", "a.ko", ("x=1", "msg=hello world")), GuestModule("b", "b.ko")],
+        deps=[GuestModule("crc_itu_t", "crc_itu_t.ko")],
+        script=True,
+    )
+    s = init_script(plan)
+    assert s.startswith("#!/bin/busybox sh\n")
+    order = [s.index(x) for x in (
+        "step dep crc_itu_t insmod /lib/kmod-py/deps/crc_itu_t.ko",
+        "step insmod a insmod /lib/kmod-py/test/a.ko x=1 'msg=hello world'",
+        "step insmod b ",
+        "step script - sh /kmod-py-script",
+        "step rmmod b rmmod b",
+        "step rmmod a rmmod a",
+        "poweroff -f",
+    )]
+    assert order == sorted(order)
+    assert "[ -d /sys/module/a ]" in s and "/proc/sys/kernel/tainted" in s
+    assert "kmod-py-script" not in init_script(GuestPlan([GuestModule("a", "a.ko")]))
+
+
+def test_real_pass_with_in_kernel_dependency() -> None:
+    v = parse_console(log("6.1-crc-dep.log"), ["kmodpy_crc"])
+    assert v.status == "pass", v.problems
+    assert v.release == "6.1.0-56-amd64" and 0 < (v.init_uptime or 0) < 30
+    assert v.step("dep", "crc_itu_t").rc == 0
+    assert any("crc_itu_t=31c3" in k for k in v.kernel_lines("insmod", "kmodpy_crc"))
+    assert any("bye" in k for k in v.kernel_lines("rmmod", "kmodpy_crc"))
+    assert v.sysfs == {"kmodpy_crc": "present"}
+    assert v.taint_text == "OE" and v.finished and not v.excerpt
+
+
+def test_real_param_and_script() -> None:
+    v = parse_console(log("6.1-param-script.log"), ["kmodpy_param"])
+    assert v.passed
+    assert any("answer=42" in k for k in v.kernel_lines("insmod", "kmodpy_param"))
+    assert v.step("script", "-").output == ["answer is 42"] and v.step("script", "-").rc == 0
+
+
+def test_real_init_returning_enodev() -> None:
+    v = parse_console(log("6.1-nodev.log"), ["kmodpy_nodev"])
+    assert v.status == "fail"
+    assert v.step("insmod", "kmodpy_nodev").rc != 0
+    assert v.problems[0].startswith("insmod kmodpy_nodev failed")
+    assert "No such device (-ENODEV)" in v.problems[0]
+    assert "verification failed" not in v.problems[0]  # a taint note, not the reason
+    assert v.sysfs["kmodpy_nodev"] == "absent"
+    assert v.step("rmmod", "kmodpy_nodev") is None and v.finished
+
+
+def test_real_null_dereference_oops() -> None:
+    v = parse_console(log("6.1-oops.log"), ["kmodpy_oops"])
+    assert v.status == "fail"
+    assert v.step("insmod", "kmodpy_oops").rc == 137  # insmod killed by the oops
+    assert "kernel reported: BUG: kernel NULL pointer dereference" in "\n".join(v.problems)
+    text = "\n".join(v.excerpt)
+    assert "BUG: kernel NULL pointer dereference" in text and "Oops:" in text
+    assert "kmodpy_oops_init" in text and "Call Trace:" in text
+    assert "D" in v.taint_text  # TAINT_DIE
+
+
+def test_real_timeout() -> None:
+    v = parse_console(log("6.1-hang-timeout.log"), ["kmodpy_hang"], timed_out=True, timeout=12)
+    assert v.status == "timeout"
+    assert v.problems[0] == "timed out after 12 s: insmod kmodpy_hang never returned (QEMU killed)"
+    assert any("never returning" in x for x in v.excerpt)
+    assert not any("Linux version" in x for x in v.excerpt)  # the tail after /init
+
+
+def _synthetic(*body: str) -> str:
+    head = ["[    0.000000] Linux version 6.1.0-56-amd64",
+            "@@kmod-py init - 1.50", "@@kmod-py release - 6.1.0-56-amd64",
+            "@@kmod-py taint before 0"]
+    return "\r\n".join(head + list(body)) + "\r\n"
+
+
+def test_unknown_symbol_reason_comes_from_the_kernel() -> None:
+    v = parse_console(_synthetic(
+        "@@kmod-py begin insmod m",
+        "[    1.600000] m: Unknown symbol crc_itu_t (err -2)",
+        "@@kmod-py out insmod m insmod: can't insert '/lib/kmod-py/test/m.ko': "
+        "unknown symbol in module, or unknown parameter",
+        "@@kmod-py end insmod m 1",
+        "@@kmod-py sysfs m absent", "@@kmod-py taint loaded 12288",
+        "@@kmod-py taint end 12288", "@@kmod-py done - 1.7",
+    ), ["m"])
+    assert v.status == "fail"
+    assert "m: Unknown symbol crc_itu_t (err -2)" in v.problems[0]
+
+
+def test_warning_during_unload_and_module_left_behind_fail() -> None:
+    v = parse_console(_synthetic(
+        "@@kmod-py begin insmod m", "@@kmod-py end insmod m 0", "@@kmod-py sysfs m present",
+        "@@kmod-py taint loaded 12288",
+        "@@kmod-py begin rmmod m",
+        "[    1.700000] WARNING: CPU: 0 PID: 90 at m.c:12 m_exit+0x5/0x10 [m]",
+        "[    1.700001] Call Trace:",
+        "@@kmod-py end rmmod m 0", "@@kmod-py sysfs-after m present",
+        "@@kmod-py taint end 12800", "@@kmod-py done - 1.8",
+    ), ["m"])
+    assert v.status == "fail"
+    assert any(p.startswith("kernel reported: WARNING: CPU: 0") for p in v.problems)
+    assert "m is still in /sys/module after rmmod" in v.problems
+    assert v.taint_text == "OE"  # taint after load; W came at unload (end: 12800)
+
+
+def test_kernel_that_never_reaches_init() -> None:
+    text = ("[    0.9] VFS: Cannot open root device\r\n"
+            "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n")
+    v = parse_console(text, ["m"])
+    assert v.status == "fail"
+    assert v.problems[0] == "the guest never reached /init (kernel did not boot)"
+    assert any("Kernel panic" in p for p in v.problems)
+    assert v.excerpt
+
+
+def test_marker_glued_to_kernel_text_is_split() -> None:
+    v = parse_console(_synthetic(
+        "@@kmod-py begin insmod m",
+        "[    1.6] m: hello@@kmod-py end insmod m 0",
+        "@@kmod-py sysfs m present", "@@kmod-py taint loaded 4096",
+        "@@kmod-py begin rmmod m", "@@kmod-py end rmmod m 0",
+        "@@kmod-py taint end 4096", "@@kmod-py done - 1.8",
+    ), ["m"])
+    assert v.passed and v.step("insmod", "m").rc == 0
+    assert v.kernel_lines("insmod", "m") == ["[    1.6] m: hello"]
+    assert v.taint_text == "O"
+
+
+def test_stopped_guest_without_done_fails() -> None:
+    v = parse_console(_synthetic("@@kmod-py begin insmod m", "@@kmod-py end insmod m 0"), ["m"])
+    assert v.status == "fail" and "stopped before the test finished" in v.problems[-1]
