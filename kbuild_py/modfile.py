@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from kbuild_py.errors import ModuleReadError
 
-MAX_DECOMPRESSED = 512 * 1024 * 1024  # bounded memory for hostile archives
+MAX_DECOMPRESSED = 256 * 1024 * 1024  # bounded memory for hostile archives
 SIG_MAGIC = b"~Module signature appended~\n"
 
 SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 2, 3, 8
@@ -116,11 +116,23 @@ def _decompress(path: Path, raw: bytes, kind: str) -> bytes:
             out = zd.decompress(raw, MAX_DECOMPRESSED + 1)
             done = zd.eof
         else:
+            import io
+
             import zstandard
 
-            zdo = zstandard.ZstdDecompressor().decompressobj()
-            out = zdo.decompress(raw[: 64 * 1024 * 1024])
-            done = zdo.eof
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw))
+            parts, total = [], 0
+            while total <= MAX_DECOMPRESSED:
+                chunk = reader.read(1 << 20)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+            out = b"".join(parts)
+            # stream_reader stops quietly at a cut frame: require the whole input consumed
+            # and a frame that declares its size to be complete.
+            size = zstandard.frame_content_size(raw)
+            done = total <= MAX_DECOMPRESSED and (size < 0 or size == len(out))
     except Exception as err:  # lzma.LZMAError, zlib.error, zstandard.ZstdError, MemoryError
         raise _fail(path, f"corrupt {kind} data ({err})") from None
     if len(out) > MAX_DECOMPRESSED:
