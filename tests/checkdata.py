@@ -68,9 +68,11 @@ SOURCES = {
     # Parameters with and without descriptions, a long MODULE_INFO key: modinfo format corners.
     "parms": _mod(
         "parms",
-        'static int count = 1;\nmodule_param(count, int, 0444);\nMODULE_PARM_DESC(count, "How many");\n'
+        "static int count = 1;\nmodule_param(count, int, 0444);\n"
+        'MODULE_PARM_DESC(count, "How many");\n'
         'static char *label = "x";\nmodule_param(label, charp, 0444);\n'
-        'static bool flag;\nmodule_param(flag, bool, 0644);\nMODULE_PARM_DESC(flag, "A flag: on/off");\n'
+        "static bool flag;\nmodule_param(flag, bool, 0644);\n"
+        'MODULE_PARM_DESC(flag, "A flag: on/off");\n'
         'MODULE_INFO(a_rather_long_key_name, "value");\nMODULE_INFO(exactly15chars_, "v15");\n'
         'MODULE_ALIAS("parms-alias");\nMODULE_AUTHOR("kmod-py tests");\nMODULE_VERSION("1.2");\n'
         'MODULE_DESCRIPTION("Parameters for modinfo parity");',

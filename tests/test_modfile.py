@@ -120,7 +120,8 @@ def test_symvers_formats() -> None:
     text = [
         "0x12345678\tnew_sym\tvmlinux\tEXPORT_SYMBOL_GPL\tCXL\n",  # 5.6+
         "0x00000001\tplain\tdrivers/foo\tEXPORT_SYMBOL\t\n",  # 5.6+, no namespace
-        "0x0000abcd\told_ns\tUSB_STORAGE\tdrivers/usb/storage/usb-storage\tEXPORT_SYMBOL_GPL\n",  # 5.4
+        # 5.4: namespace before module
+        "0x0000abcd\told_ns\tUSB_STORAGE\tdrivers/usb/storage/usb-storage\tEXPORT_SYMBOL_GPL\n",
         "0xdeadbeef\tancient\tvmlinux\tEXPORT_SYMBOL\n",  # <= 5.3
         "garbage line\n",
         "0xzz\tbad_crc\tvmlinux\tEXPORT_SYMBOL\t\n",
