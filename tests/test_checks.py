@@ -1,0 +1,225 @@
+"""The check rules on real modules: session-built negatives, crafted trees, another Debian kernel."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import checkdata
+import pytest
+from conftest import require
+
+from kbuild_py.buildtree import BuildTree
+from kbuild_py.checks import ModuleReport, check_module, rules_table
+from kbuild_py.modfile import read_module
+from kbuild_py.rules import same_magic
+
+pytestmark = pytest.mark.headers
+
+
+@pytest.fixture(scope="session")
+def mods(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> dict[str, Path]:
+    return checkdata.build_all(tmp_path_factory.getbasetemp() / "checkdata", host_kdir)
+
+
+@pytest.fixture(scope="session")
+def copies(tmp_path_factory: pytest.TempPathFactory, built_hello: Path) -> dict[str, Path]:
+    return checkdata.derived(tmp_path_factory.getbasetemp() / "derived", built_hello)
+
+
+@pytest.fixture(scope="session")
+def tree(host_kdir: Path) -> BuildTree:
+    return BuildTree.open(host_kdir)
+
+
+def errors(r: ModuleReport) -> list[tuple[str, str]]:
+    return [(f.rule_id, f.message) for f in r.findings if f.severity == "error"]
+
+
+def test_good_module_passes_against_its_kernel(built_hello: Path, tree: BuildTree) -> None:
+    r = check_module(built_hello, tree)
+    assert r.ok and r.error is None and errors(r) == []
+    assert r.target == tree.release and r.vermagic == tree.vermagic
+    assert {"vermagic", "modversions", "unknown-symbol", "namespace"} <= set(r.ran)
+    taint = [f.message for f in r.findings if f.rule_id == "taint"]
+    assert taint and "O (out-of-tree module)" in taint[0] and "E (unsigned module)" in taint[0]
+
+
+def test_without_target_only_target_free_rules_run(built_hello: Path) -> None:
+    r = check_module(built_hello, None)
+    assert r.ok and r.target is None
+    needs = {x.id for x in rules_table() if x.needs_target}
+    assert needs and not needs & set(r.ran)
+    assert {"elf-header", "license", "signature"} <= set(r.ran)
+
+
+def test_proprietary_module_using_gpl_only_symbol(mods, tree: BuildTree) -> None:
+    r = check_module(mods["neg_prop"], tree)
+    assert not r.ok
+    assert ("license-gpl-symbols", "neg_prop: Unknown symbol ktime_get (err -2)") in errors(r)
+    lic = [f for f in r.findings if f.rule_id == "license"]
+    assert lic[0].severity == "warning"
+    assert lic[0].message == "neg_prop: module license 'Proprietary' taints kernel."
+    # without a target the GPL-only use cannot be known: only the taint warning
+    assert check_module(mods["neg_prop"], None).ok
+
+
+def test_namespaced_symbol_without_import(mods, tree: BuildTree) -> None:
+    assert errors(check_module(mods["neg_ns"], tree)) == [
+        (
+            "namespace",
+            "neg_ns: module uses symbol (insert_resource_expand_to_fit) from namespace "
+            "CXL, but does not import it.",
+        ),
+    ]
+
+
+def test_common_symbol_and_write_exec_section(mods) -> None:
+    assert errors(check_module(mods["neg_common"], None)) == [
+        ("elf-common", "neg_common: please compile with -fno-common (neg_common_counter)")
+    ]
+    ((rule_id, msg),) = errors(check_module(mods["neg_wx"], None))
+    assert rule_id == "elf-wx" and msg.startswith("neg_wx: section .wxtext (index ")
+    assert msg.endswith(") has invalid WRITE|EXEC flags")
+
+
+def test_unknown_symbol_and_extra_symbols(mods, tree: BuildTree) -> None:
+    r = check_module(mods["consumer"], tree)
+    assert errors(r) == [("unknown-symbol", "consumer: Unknown symbol provider_fn (err -2)")]
+    assert check_module(mods["consumer"], tree, extra_symvers=[mods["symvers"]]).ok
+
+
+def test_stripped_module(copies) -> None:
+    r = check_module(copies["stripped"], None)
+    assert errors(r) == [("elf-symtab", "hello_module: module has no symbols (stripped?)")]
+
+
+@pytest.mark.parametrize("kind", ["xz", "gz", "zst"])
+def test_compressed_modules_checked_after_decompression(copies, tree: BuildTree, kind: str) -> None:
+    r = check_module(copies[kind], tree)
+    assert r.ok and r.module is not None and r.module.compression
+
+
+def test_vermagic_and_crc_against_another_tree(
+    built_hello: Path, tree: BuildTree, tmp_path: Path
+) -> None:
+    m = read_module(built_hello)
+    sym = next(s for s, _ in m.versions if s != "module_layout")
+    other = checkdata.crafted_tree(
+        tmp_path, tree, drop=("CONFIG_MODULE_UNLOAD",), crc_of={sym: 0x1234ABCD}
+    )
+    assert other.vermagic == "6.1.0-99-amd64 SMP preempt modversions "
+    r = check_module(built_hello, other)
+    assert (
+        "vermagic",
+        f"hello_module: version magic '{m.vermagic}' should be "
+        f"'6.1.0-99-amd64 SMP preempt modversions '",
+    ) in errors(r)
+    assert ("modversions", f"hello_module: disagrees about version of symbol {sym}") in errors(r)
+
+
+def test_release_alone_differs_is_fine_with_modversions(built_hello, tree, tmp_path: Path) -> None:
+    """The loader skips the release part when the module has __versions (same_magic)."""
+    other = checkdata.crafted_tree(tmp_path, tree, release="6.1.0-98-amd64")
+    assert check_module(built_hello, other).ok
+    nomv = checkdata.crafted_tree(
+        tmp_path / "nomv", tree, release="6.1.0-98-amd64", drop=("CONFIG_MODVERSIONS",)
+    )
+    assert [e[0] for e in errors(check_module(built_hello, nomv))] == ["vermagic"]
+
+
+def test_unsigned_refused_under_sig_force(built_hello, tree, tmp_path: Path) -> None:
+    forced = checkdata.crafted_tree(
+        tmp_path, tree, release=tree.release, add=("CONFIG_MODULE_SIG_FORCE",)
+    )
+    assert errors(check_module(built_hello, forced)) == [
+        ("signature", "Loading of unsigned module is rejected")
+    ]
+
+
+def test_signed_module(mods, host_kdir: Path, tree: BuildTree, tmp_path: Path) -> None:
+    require(shutil.which("openssl") is not None, "openssl")
+    signed = checkdata.sign(tmp_path, host_kdir, mods["parms"], cn="kmod-py rules test")
+    r = check_module(signed["path"], tree)
+    assert r.ok
+    (info,) = [f.message for f in r.findings if f.rule_id == "signature"]
+    assert info == f"signed by 'kmod-py rules test', key {signed['serial'].upper()}, sha256"
+    # a trailer the kernel rejects: id_type PGP instead of PKCS#7
+    bad = tmp_path / "bad_sig.ko"
+    data = bytearray(Path(signed["path"]).read_bytes())
+    data[-28 - 12 + 2] = 1
+    bad.write_bytes(bytes(data))
+    assert errors(check_module(bad, tree)) == [
+        ("signature", "parms: not signed with expected PKCS#7 message")
+    ]
+
+
+def test_struct_module_size(built_hello: Path, tree: BuildTree, tmp_path: Path) -> None:
+    from kbuild_py.kimage import fetch_kernel
+
+    fetch_kernel(tree.release)  # the in-tree modules tell the kernel's sizeof(struct module)
+    from kbuild_py.checks import _TARGETS
+
+    _TARGETS.clear()
+    r = check_module(built_hello, tree)
+    assert "module-struct-size" in r.ran and r.ok
+    # the same module with a this_module section of another size (as built for another kernel)
+    m = read_module(built_hello)
+    sec = m.section(".gnu.linkonce.this_module")
+    data = bytearray(built_hello.read_bytes())
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    struct.pack_into("<Q", data, shoff + sec.index * 64 + 32, sec.size + 64)
+    odd = tmp_path / "hello_module.ko"
+    odd.write_bytes(bytes(data))
+    ((rule_id, msg),) = errors(check_module(odd, tree))
+    assert (
+        rule_id == "module-struct-size"
+        and "must match the kernel's built struct module size" in msg
+    )
+
+
+def test_module_of_another_debian_kernel(tree: BuildTree) -> None:
+    """A real module of linux-image-6.1.0-50-amd64 against the 6.1.0-56 headers: the loader
+    would refuse it (symbol CRCs changed between the two ABIs) although vermagic matches."""
+    from kbuild_py.kimage import fetch_kernel
+
+    require(tree.release != "6.1.0-50-amd64", "a host release other than 6.1.0-50")
+    img = fetch_kernel("6.1.0-50-amd64", suite="bookworm")
+    ko = img.modules_dir / "kernel/net/key/af_key.ko"
+    r = check_module(ko, tree)
+    assert "vermagic" not in {e[0] for e in errors(r)}
+    assert ("modversions", "af_key: disagrees about version of symbol module_layout") in errors(r)
+
+
+def test_same_magic_rule() -> None:
+    a = "6.1.0-50-amd64 SMP preempt mod_unload modversions "
+    b = "6.1.0-56-amd64 SMP preempt mod_unload modversions "
+    assert same_magic(a, b, True) and not same_magic(a, b, False)
+    assert not same_magic(a, "6.1.0-50-amd64 SMP mod_unload modversions ", True)
+    assert same_magic(a, a, False)
+
+
+def test_rule_ids_are_stable_and_unique() -> None:
+    ids = [r.id for r in rules_table()]
+    assert len(ids) == len(set(ids))
+    assert ids == [
+        "elf-header",
+        "elf-machine",
+        "elf-symtab",
+        "elf-wx",
+        "elf-common",
+        "elf-sections",
+        "modinfo-format",
+        "name",
+        "license",
+        "license-gpl-symbols",
+        "vermagic",
+        "modversions",
+        "unknown-symbol",
+        "namespace",
+        "module-struct-size",
+        "signature",
+        "taint",
+        "retpoline",
+    ]
