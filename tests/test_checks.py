@@ -1,4 +1,4 @@
-"""The check rules on real modules: session-built negatives, crafted trees, another Debian kernel."""
+"""Check rules on real modules: session-built negatives, crafted trees, another Debian kernel."""
 
 from __future__ import annotations
 
