@@ -1,0 +1,334 @@
+"""`kmod-py test` end to end: real modules built on the host, booted in Debian's kernel in QEMU.
+
+Boots are the expensive part: the negatives share one parallel run (-j 2); every other
+boot asserts several things. The unit tests at the top need no QEMU.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from xml.etree import ElementTree as ET
+
+import pytest
+import zstandard
+from conftest import require
+from typer.testing import CliRunner
+
+from kbuild_py import moddeps, qemu, report_test
+from kbuild_py import testrun as tr
+from kbuild_py.cli import app
+from kbuild_py.errors import UsageError
+from kbuild_py.verdict import parse_console
+
+DATA = Path(__file__).parent / "data" / "console"
+runner = CliRunner()
+
+# --- unit ---------------------------------------------------------------------------------
+
+
+def test_params_merge_project_defaults_and_reject_garbage() -> None:
+    assert tr.parse_params(["b=2", "c=x y"], {"a": "1", "b": "0"}) == ("a=1", "b=2", "c=x y")
+    for bad in ("novalue", "=1", "a b=1"):
+        with pytest.raises(UsageError):
+            tr.parse_params([bad])
+
+
+def test_module_names_and_decompression_by_magic() -> None:
+    assert moddeps.module_name("/x/crc-itu-t.ko.xz") == "crc_itu_t"
+    assert moddeps.module_name("a,b.ko.zst") == "a_b"
+    elf = b"\x7fELF" + bytes(range(256)) * 4
+    for packed in (lzma.compress(elf), gzip.compress(elf),
+                   zstandard.ZstdCompressor().compress(elf), elf):
+        assert moddeps.decompress(packed) == elf
+
+
+def test_builds_become_jobs_or_error_results(tmp_path: Path) -> None:
+    t = SimpleNamespace(spec="debian:bookworm", release="6.1.0-9-amd64", suite="bookworm")
+    ok = SimpleNamespace(target=t, built=True, modules=[tmp_path / "m.ko"], error=None,
+                         log_path=tmp_path / "build.log")
+    bad = SimpleNamespace(target=SimpleNamespace(spec="x", release="7.0-amd64", suite=None),
+                          built=False, modules=[], error=None, log_path=tmp_path / "b.log")
+    jobs, failed = tr.jobs_from_builds([ok, bad], tmp_path)
+    assert jobs == [tr.KernelTest("debian:bookworm", "6.1.0-9-amd64", (tmp_path / "m.ko",),
+                               tmp_path / ".kmod-py" / "6.1.0-9-amd64", "bookworm")]
+    assert failed[0].status == "error" and "build failed" in (failed[0].error or "")
+
+
+def _result(log: str, module: str, **kw) -> tr.TestResult:  # type: ignore[no-untyped-def]
+    v = parse_console((DATA / log).read_text(), [module], **kw)
+    return tr.TestResult("debian:bookworm", "6.1.0-56-amd64", v.status, verdict=v, accel="tcg",
+                      seconds=4.2, modules=[module])
+
+
+def test_json_junit_and_summary_from_real_logs() -> None:
+    results = [_result("6.1-crc-dep.log", "kmodpy_crc"), _result("6.1-oops.log", "kmodpy_oops"),
+               _result("6.1-hang-timeout.log", "kmodpy_hang", timed_out=True, timeout=12),
+               tr.TestResult("image:x", "7.0-amd64", "error", error="no kernel image")]
+    data = json.loads(report_test.to_json(results))
+    assert [d["result"] for d in data] == ["pass", "fail", "timeout", "error"]
+    assert data[0]["taint_flags"] == "OE"
+    assert data[0]["steps"][1]["step"] == "insmod" and data[0]["steps"][1]["exit"] == 0
+    suite = ET.fromstring(report_test.to_junit(results))
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "2", "1")
+    cases = suite.findall("testcase")
+    assert cases[0].find("failure") is None
+    assert "NULL pointer" in cases[1].find("failure").get("message")
+    assert cases[2].find("failure").get("type") == "timeout"
+    table = report_test.summary_table(results).splitlines()
+    assert table[0].split() == ["KERNEL", "RELEASE", "RESULT", "TIME", "ACCEL", "LOAD",
+                                "UNLOAD", "TAINT"]
+    assert table[2].split()[2:] == ["PASS", "4.2", "s", "tcg", "ok", "ok", "OE"]
+    assert "hung" in table[4]
+    text = "\n".join(report_test.render_result(results[1], color=False))
+    assert "more kernel lines" in text and "log excerpt:" in text
+
+
+def test_prebuilt_module_of_another_file_type_is_a_usage_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.ko"
+    bogus.write_bytes(b"not an elf")
+    res = runner.invoke(app, ["test", "--ko", str(bogus)])
+    assert res.exit_code == 2 and "not an ELF kernel module" in res.output
+
+
+# --- QEMU tier ----------------------------------------------------------------------------
+
+SOURCES = {
+    "kmodpy_nodev": """
+static int __init t_init(void) { pr_info("kmodpy_nodev: no device here\\n"); return -ENODEV; }
+""",
+    "kmodpy_oops": """
+static int *target;
+static int __init t_init(void)
+{
+\tpr_info("kmodpy_oops: about to dereference NULL\\n");
+\t*READ_ONCE(target) = 1;
+\treturn 0;
+}
+""",
+    "kmodpy_crc": """
+#include <linux/crc-itu-t.h>
+static int __init t_init(void)
+{
+\tstatic const u8 check[] = "123456789";
+\tpr_info("kmodpy_crc: crc_itu_t=%04x\\n", crc_itu_t(0, check, 9));
+\treturn 0;
+}
+""",
+    "kmodpy_hang": """
+#include <linux/delay.h>
+static int __init t_init(void)
+{
+\tpr_info("kmodpy_hang: never returning\\n");
+\tfor (;;)
+\t\tmsleep(1000);
+\treturn 0;
+}
+""",
+    "kmodpy_param": """
+static int answer = 1;
+module_param(answer, int, 0444);
+static int __init t_init(void) { pr_info("kmodpy_param: answer=%d\\n", answer); return 0; }
+""",
+}
+TAIL = """
+static void __exit t_exit(void) { pr_info("%s: bye\\n", KBUILD_MODNAME); }
+module_init(t_init);
+module_exit(t_exit);
+MODULE_LICENSE("GPL");
+"""
+
+
+@pytest.fixture(scope="session")
+def modules(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> dict[str, Path]:
+    require(shutil.which("make") is not None, "make")
+    d = tmp_path_factory.mktemp("negatives")
+    for name, body in SOURCES.items():
+        (d / f"{name}.c").write_text("#include <linux/module.h>\n" + body + TAIL)
+    (d / "Kbuild").write_text("obj-m := " + " ".join(f"{n}.o" for n in SOURCES) + "\n")
+    subprocess.run(["make", "-C", str(host_kdir), f"M={d}", "modules"],
+                   check=True, capture_output=True, timeout=600)
+    return {n: d / f"{n}.ko" for n in SOURCES}
+
+
+@pytest.fixture(scope="session")
+def image(host_release: str):  # type: ignore[no-untyped-def]
+    require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86_64 (qemu-system-x86)")
+    from kbuild_py.kimage import fetch_kernel
+
+    return fetch_kernel(host_release)
+
+
+def qemus_under(path: Path) -> list[int]:
+    """PIDs of QEMU processes whose command line mentions `path`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and b"qemu-system" in cmd[0] and any(str(path).encode() in a for a in cmd):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.fixture(scope="session")
+def negatives(modules, image, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """hang (30 s timeout) overlaps nodev, oops and crc: one -j 2 run."""
+    out = tmp_path_factory.mktemp("negatives-run")
+    names = ["kmodpy_hang", "kmodpy_nodev", "kmodpy_oops", "kmodpy_crc"]
+    jobs = [tr.KernelTest(n, image.release, (modules[n],), out / n) for n in names]
+    start = time.monotonic()
+    results = tr.run_all(jobs, tr.TestOptions(timeout=30), parallel=2)
+    return {r.label: r for r in results}, out, time.monotonic() - start
+
+
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_dependency_on_in_kernel_module_loads_through_it(negatives) -> None:  # type: ignore[no-untyped-def]
+    r = negatives[0]["kmodpy_crc"]
+    assert r.status == "pass", r.verdict.problems if r.verdict else r.error
+    assert r.deps == ["crc_itu_t"] and r.verdict.step("dep", "crc_itu_t").rc == 0
+    assert any("crc_itu_t=31c3" in k for k in r.verdict.kernel_lines("insmod", "kmodpy_crc"))
+    assert r.verdict.taint_text == "OE"
+    assert r.console == negatives[1] / "kmodpy_crc" / "test-console.log" and r.console.is_file()
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_init_returning_enodev_is_a_load_failure_with_the_error(negatives) -> None:  # type: ignore[no-untyped-def]
+    r = negatives[0]["kmodpy_nodev"]
+    assert r.status == "fail"
+    assert r.verdict.problems[0].startswith("insmod kmodpy_nodev failed")
+    assert "No such device (-ENODEV)" in r.verdict.problems[0]
+    assert r.verdict.sysfs["kmodpy_nodev"] == "absent"
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_null_dereference_in_init_is_reported_with_the_oops(negatives) -> None:  # type: ignore[no-untyped-def]
+    r = negatives[0]["kmodpy_oops"]
+    assert r.status == "fail"
+    assert any(p.startswith("kernel reported: BUG: kernel NULL pointer dereference")
+               for p in r.verdict.problems)
+    excerpt = "\n".join(r.verdict.excerpt)
+    assert "Oops:" in excerpt and "kmodpy_oops" in excerpt and "Call Trace:" in excerpt
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_init_that_never_returns_times_out_and_leaves_no_qemu(negatives) -> None:  # type: ignore[no-untyped-def]
+    results, out, wall = negatives
+    r = results["kmodpy_hang"]
+    assert r.status == "timeout"
+    assert r.verdict.problems[0].startswith("timed out after 30 s: insmod kmodpy_hang never")
+    assert 25 < r.seconds < 40
+    assert not qemus_under(out), "a QEMU outlived its test run"
+    assert wall < 120  # the other three ran alongside the 30 s hang
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_param_and_script_pass_and_a_failing_script_fails(modules, image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good, bad = tmp_path / "good.sh", tmp_path / "bad.sh"
+    good.write_text('v=$(cat /sys/module/kmodpy_param/parameters/answer)\necho "got $v"\n'
+                    '[ "$v" = 42 ]\n')
+    bad.write_text("echo 'device missing' >&2\nexit 3\n")
+    job = tr.KernelTest("p", image.release, (modules["kmodpy_param"],), tmp_path / "p")
+    r = tr.run_one(job, tr.TestOptions(params=("answer=42",), script=good, timeout=60))
+    assert r.status == "pass", r.verdict.problems if r.verdict else r.error
+    assert r.verdict.step("script", "-").output == ["got 42"]
+    assert any("answer=42" in k for k in r.verdict.kernel_lines("insmod", "kmodpy_param"))
+    assert any("bye" in k for k in r.verdict.kernel_lines("rmmod", "kmodpy_param"))
+    r = tr.run_one(job, tr.TestOptions(script=bad, timeout=60))
+    assert r.status == "fail" and r.verdict.problems == ["script exited 3: device missing"]
+    assert r.verdict.step("rmmod", "kmodpy_param").rc == 0  # still unloaded cleanly
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_dependencies_resolve_through_the_kernels_tree(image, modules) -> None:  # type: ignore[no-untyped-def]
+    tree = moddeps.ModuleTree(image.module_files(), image.release)
+    builtin = moddeps.builtin_names(image.modules_dir)
+    order = [d.name for d in tree.resolve(["ext4"], builtin)]
+    assert order[-1] == "ext4" and {"jbd2", "mbcache"} <= set(order)
+    with pytest.raises(UsageError, match="not in kernel"):
+        tree.resolve(["no_such_module_xyz"])
+    assert tr.vermagic_release(modules["kmodpy_crc"]) == image.release
+    busybox = tr.find_busybox()
+    prep = tr.prepare([modules["kmodpy_crc"]], image, tr.TestOptions(), busybox)
+    dep = prep.files["lib/kmod-py/deps/crc_itu_t.ko"]
+    assert isinstance(dep, bytes) and dep.startswith(b"\x7fELF")
+    assert [m.name for m in prep.plan.deps] == ["crc_itu_t"]
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_cli_prebuilt_scaffolded_module_json_and_junit(built_hello, host_release, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    junit = tmp_path / "junit.xml"
+    res = runner.invoke(app, ["test", "--ko", str(built_hello), "--kernel", host_release,
+                              "--json", "--junit", str(junit)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data[0]["result"] == "pass" and data[0]["taint_flags"] == "OE"
+    steps = {s["step"]: s for s in data[0]["steps"]}
+    assert any("hello_module: loaded" in k for k in steps["insmod"]["kernel"])
+    assert any("hello_module: unloaded" in k for k in steps["rmmod"]["kernel"])
+    assert data[0]["sysfs"] == {"hello_module": "present"}
+    log = built_hello.parent / ".kmod-py" / host_release / "test-console.log"
+    assert log.is_file() and "Linux version" in log.read_text()
+    assert ET.parse(junit).getroot().get("failures") == "0"
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_cli_builds_the_project_then_boots_it(scaffold, host_release) -> None:  # type: ignore[no-untyped-def]
+    project = scaffold("hello_module")
+    res = runner.invoke(app, ["test", str(project), "--kernel", host_release])
+    assert res.exit_code == 0, res.output
+    assert f"PASS    {host_release}" in res.output and "taint OE" in res.output
+    assert "hello_module: loaded" in res.output and "hello_module: unloaded" in res.output
+    assert (project / ".kmod-py" / host_release / "test-console.log").is_file()
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_kills_the_guest(modules, image, tmp_path, sig) -> None:  # type: ignore[no-untyped-def]
+    ko = tmp_path / "kmodpy_hang.ko"
+    shutil.copy(modules["kmodpy_hang"], ko)
+    console = tmp_path / ".kmod-py" / image.release / "test-console.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "kbuild_py", "test", "--ko", str(ko),
+                             "--kernel", image.release, "--timeout", "300"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if console.is_file() and "begin insmod kmodpy_hang" in console.read_text("utf-8",
+                                                                                      "replace"):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the guest never reached insmod")
+        assert qemus_under(tmp_path)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc != 0
+    time.sleep(0.5)
+    assert not qemus_under(tmp_path), "QEMU outlived kmod-py"
