@@ -112,11 +112,16 @@ class DockerRunner:
         timeout: float | None = None,
         on_line: LineSink | None = None,
     ) -> Result:
-        if cwd is None:
-            raise ValueError("DockerRunner.run needs cwd (the directory to mount)")
-        workdir = str(Path(cwd).resolve())
+        from kbuild_py import process
+
+        if process.cancelled():
+            return Result(130, False, 0.0)
+        _signals_to_main_thread()
+        # cwd (the output directory) is the only mount; without one, nothing is mounted.
+        workdir = str(Path(cwd).resolve()) if cwd is not None else None
         start = time.monotonic()
         container = self._start(list(argv), workdir, env)
+        token = process.on_cancel(lambda: _forget(container))
         timed_out = threading.Event()
         timer = None
         if timeout:
@@ -128,12 +133,13 @@ class DockerRunner:
         finally:
             if timer:
                 timer.cancel()
+            process.forget(token)
             _forget(container)
         if timed_out.is_set() and rc == 0:
             rc = 124
         return Result(rc, timed_out.is_set(), time.monotonic() - start)
 
-    def _start(self, argv: list[str], workdir: str, env: Mapping[str, str] | None) -> Any:
+    def _start(self, argv: list[str], workdir: str | None, env: Mapping[str, str] | None) -> Any:
         from docker.errors import APIError, ImageNotFound
 
         environment = {"HOME": "/tmp", "LC_ALL": "C.UTF-8"}
@@ -141,11 +147,12 @@ class DockerRunner:
         try:
             container = self.client.containers.create(
                 self.image,
-                command=argv,
+                entrypoint=argv[:1],
+                command=argv[1:],
                 user=caller_user(),
-                working_dir=workdir,
+                working_dir=workdir or "/tmp",
                 environment=environment,
-                volumes={workdir: {"bind": workdir, "mode": "rw"}},
+                volumes={workdir: {"bind": workdir, "mode": "rw"}} if workdir else {},
                 labels={RUN_LABEL: str(os.getpid()), "io.kmod-py.image": self.image},
                 network_disabled=not self.network,
                 privileged=False,
@@ -169,18 +176,31 @@ class DockerRunner:
         return container
 
 
+def _signals_to_main_thread() -> None:
+    """In a worker thread, block SIGINT/SIGTERM so the kernel delivers them to the main
+    thread, whose handler (KeyboardInterrupt -> process.cancel_all()) stops the builds."""
+    if threading.current_thread() is not threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def _follow(container: Any, on_line: LineSink | None) -> int:
     """Stream the container's output, then its exit code (130 if abort_all() removed it)."""
     from docker.errors import APIError, NotFound
 
     try:
         _stream_lines(container, on_line)
-        return int(container.wait().get("StatusCode", 1))
+        rc = int(container.wait().get("StatusCode", 1))
     except (NotFound, APIError):
-        with _live_lock:
-            if container.id in _live:
-                raise
+        if not _aborted(container):
+            raise
         return 130
+    return 130 if _aborted(container) else rc
+
+
+def _aborted(container: Any) -> bool:
+    """abort_all()/cancel_all() took the container out of the live set before we did."""
+    with _live_lock:
+        return container.id not in _live
 
 
 def _stream_lines(container: Any, on_line: LineSink | None) -> None:
@@ -224,7 +244,8 @@ def _forget(container: Any) -> None:
 def abort_all() -> int:
     """Remove every container this process is running builds in (any thread). Returns the count.
 
-    The runners blocked on those containers then return (non-zero exit code) promptly.
+    The runners blocked on those containers then return (exit code 130) promptly.
+    process.cancel_all() does the same through the callbacks each run registers.
     """
     with _live_lock:
         live = list(_live.values())

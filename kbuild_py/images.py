@@ -35,6 +35,7 @@ KIND_LABEL = "io.kmod-py.kind"
 RELEASE_LABEL = "io.kmod-py.kernel.release"
 COMPILER_LABEL = "io.kmod-py.kernel.compiler"
 SUITE_LABEL = "io.kmod-py.debian.suite"
+RECIPE_LABEL = "io.kmod-py.recipe"
 BUILD_TIMEOUT = 1800  # seconds one image build may take
 DEBOOTSTRAP_TIMEOUT = 1200
 
@@ -65,6 +66,12 @@ def dockerfile_text() -> bytes:
         if p.is_file():
             return p.read_bytes()
     raise InfraError("containers/debian/Dockerfile is missing from the kmod-py installation")
+
+
+def recipe_hash() -> str:
+    import hashlib
+
+    return hashlib.sha256(dockerfile_text()).hexdigest()[:16]
 
 
 def image_exists(client: Any, name: str) -> Any | None:
@@ -180,8 +187,13 @@ def ensure_kernel_image(
     client = client or docker_client()
     name = kernel_image(release)
     with _build_lock:
-        if image_exists(client, name) is None:
+        img = image_exists(client, name)
+        if img is None:
             build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
+        elif (img.labels or {}).get(RECIPE_LABEL) != recipe_hash():
+            progress(f"image {name}: made from an older containers/debian/Dockerfile, rebuilding")
+            build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
+            _remove_quietly(client, img.id)
         else:
             progress(f"image {name}: reused")
         client.images.get(name).tag(KERNEL_REPO, f"debian-{suite}")
@@ -208,19 +220,26 @@ def build_kernel_image(
         "MIRROR": debian.mirror_url(mirror),
         "RELEASE": release,
         "COMPILER": "",
+        "RECIPE": recipe_hash(),
     }
     first = _docker_build(client, name, args, progress)
     tree = snapshot_tree(client, name, release, refresh=True)
     args["COMPILER"] = tree.cc_version_text
     final = _docker_build(client, name, args, progress)  # label only: the RUN layer is cached
     if first != final:
-        try:
-            client.images.remove(first, noprune=False)
-        except Exception:  # noqa: BLE001 - a dangling leftover is harmless
-            pass
+        _remove_quietly(client, first)
     _mark_snapshot(release, final)
     progress(f"image {name}: built ({tree.cc_version_text or 'compiler unknown'})")
     return name
+
+
+def _remove_quietly(client: Any, image_id: str) -> None:
+    from docker.errors import APIError
+
+    try:
+        client.images.remove(image_id)
+    except APIError:
+        pass  # still tagged elsewhere or in use: a leftover is harmless
 
 
 def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progress) -> str:

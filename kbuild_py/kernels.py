@@ -75,6 +75,10 @@ SPEC_FORMS = (
     "trixie, trixie-backports, sid), image:NAME[:TAG]"
 )
 _RELEASE_RE = re.compile(r"^\d+\.\d+[0-9A-Za-z.+_~-]*$")
+# [host[:port]/]path[:tag][@sha256:digest], path components in lower case
+_IMAGE_RE = re.compile(
+    r"^[a-z0-9][a-z0-9._-]*(:\d+)?(/[a-z0-9][a-z0-9._-]*)*(:\w[\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def parse_spec(spec: str) -> KernelSpec:
             )
         return KernelSpec("debian", rest)
     if sep and kind == "image":
-        if not re.match(r"^[a-z0-9][\w./-]*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$", rest):
+        if not _IMAGE_RE.match(rest):
             raise UsageError(
                 f"bad image name {rest!r} in kernel spec {spec!r}",
                 "write image:NAME or image:NAME:TAG, e.g. image:kmod-py/kernel:debian-trixie",
@@ -226,3 +230,40 @@ def _what_exists(mirror: str | None) -> str:
         except KmodError:
             pass
     return "; ".join(parts) + "; `kmod-py kernels --suite SUITE` lists a suite's kernels"
+
+
+# --- what is usable ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelRow:
+    spec: str  # what to pass to --kernel
+    release: str
+    compiler: str
+    where: str  # "host <kdir>" or "image <name>"
+    suite: str = ""
+
+
+def usable_kernels(images_list: list | None = None) -> list[KernelRow]:
+    """Host build trees, then kmod-py kernel images (pass images_list to skip Docker)."""
+    rows = []
+    for rel in host_releases():
+        tree = BuildTree.for_release(rel)
+        rows.append(KernelRow(rel, rel, tree.cc_version_text, f"host {tree.path}"))
+    for img in images_list or []:
+        aliases = [t.split(":", 1)[1] for t in img.tags if ":debian-" in t]
+        spec = f"debian:{aliases[0][len('debian-'):]}" if aliases else img.release
+        rows.append(KernelRow(spec, img.release, img.compiler, f"image {img.name}", img.suite))
+    return rows
+
+
+def suite_kernels(suite: str, mirror: str | None = None) -> tuple[str, list[str]]:
+    """(current release of debian:SUITE, every release with headers in SUITE)."""
+    from kbuild_py import debian
+
+    if suite not in debian.BASE_SUITE:
+        raise UsageError(
+            f"unknown Debian suite {suite!r}", f"Debian suites: {', '.join(debian.SUITES)}"
+        )
+    archive = debian.Archive(suite, mirror)
+    return archive.current_release(), archive.releases()

@@ -76,3 +76,38 @@ def built_hello(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> Pa
         check=True, capture_output=True, timeout=600,
     )
     return project / "hello_module.ko"
+
+
+# --- Docker tier (kmod-py's container backend) -------------------------------------------
+
+DEBIAN_SPECS = ("debian:bookworm", "debian:trixie", "debian:trixie-backports")
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    """A connected Docker SDK client (required under CI; make test starts dockerd)."""
+    from kbuild_py.docker_backend import docker_client as connect
+    from kbuild_py.errors import DockerUnavailable
+
+    try:
+        return connect()
+    except DockerUnavailable as err:
+        require(False, f"a Docker daemon ({err.message})")
+
+
+@pytest.fixture(scope="session")
+def image_build_lines() -> list[str]:
+    """Progress lines said while resolving the Debian kernels (image builds on a fresh machine)."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def debian_targets(docker_client, image_build_lines: list[str]):  # type: ignore[no-untyped-def]
+    """debian:bookworm / trixie / trixie-backports resolved to container Targets.
+
+    On a fresh machine this builds the base images and the three kernel-headers images
+    (a few minutes); afterwards they are reused from the daemon.
+    """
+    from kbuild_py.kernels import resolve_spec
+
+    return {s: resolve_spec(s, progress=image_build_lines.append) for s in DEBIAN_SPECS}

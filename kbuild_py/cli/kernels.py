@@ -1,1 +1,87 @@
-"""kmod-py kernels command."""
+"""kmod-py kernels / kmod-py images: which kernels can be targeted, and their images."""
+
+from __future__ import annotations
+
+import typer
+
+from kbuild_py.cli import app
+
+
+@app.command()
+def kernels(
+    suite: str = typer.Option(None, "--suite", help="List what a Debian suite offers instead."),
+    mirror: str = typer.Option(None, "--mirror", help="Debian mirror (default: the host's)."),
+) -> None:
+    """List kernels usable now (host build trees, built images), or a suite's kernels."""
+    from kbuild_py import kernels as k
+    from kbuild_py.render import table
+
+    if suite:
+        current, releases = k.suite_kernels(suite, mirror)
+        built = _built_releases()
+        rows = [
+            [r, "debian:" + suite if r == current else "", "image built" if r in built else ""]
+            for r in releases
+        ]
+        typer.echo(table(["RELEASE", "SPEC", "STATE"], rows))
+        return
+    images = _images_or_note()
+    rows = [[r.spec, r.release, r.compiler, r.where] for r in k.usable_kernels(images)]
+    if rows:
+        typer.echo(table(["SPEC", "RELEASE", "COMPILER", "WHERE"], rows))
+    else:
+        typer.echo("no usable kernel yet")
+    typer.echo("\nbuilt on demand: debian:bookworm, debian:bookworm-backports, debian:trixie, "
+               "debian:trixie-backports, debian:sid, a Debian release, image:NAME[:TAG]\n"
+               "(`kmod-py kernels --suite trixie` lists a suite's releases)")
+
+
+@app.command()
+def images(
+    build: list[str] = typer.Option(  # noqa: B008
+        [], "--build", help="Build the image for a kernel spec (repeatable)."
+    ),
+    prune: bool = typer.Option(False, "--prune", help="Remove kmod-py's images and snapshots."),
+    mirror: str = typer.Option(None, "--mirror", help="Debian mirror (default: the host's)."),
+) -> None:
+    """List, build (--build SPEC) or remove (--prune) kmod-py's kernel-headers images."""
+    from kbuild_py import images as im
+    from kbuild_py.kernels import resolve_spec
+    from kbuild_py.render import human_size, table
+
+    if prune:
+        rep = im.prune()
+        typer.echo(f"removed {len(rep.images)} image(s), {len(rep.containers)} leftover "
+                   f"container(s), {len(rep.trees)} tree snapshot(s)")
+        for name in rep.images:
+            typer.echo(f"  {name}")
+        return
+    for spec in build:
+        t = resolve_spec(spec, mirror=mirror, progress=lambda line: typer.echo(line, err=True))
+        typer.echo(f"{spec}: {t.where} ({t.release}, {t.compiler or 'compiler unknown'})")
+    if build:
+        return
+    rows = [
+        [i.name, ", ".join(t.split(":", 1)[1] for t in i.tags if t != i.name), i.compiler,
+         human_size(i.size), i.created.replace("T", " ")]
+        for i in im.list_images()
+    ]
+    if not rows:
+        typer.echo("no kmod-py images yet: `kmod-py images --build debian:bookworm` builds one")
+        return
+    typer.echo(table(["IMAGE", "ALIASES", "COMPILER", "SIZE", "CREATED"], rows))
+
+
+def _images_or_note() -> list:
+    from kbuild_py import images as im
+    from kbuild_py.errors import KmodError
+
+    try:
+        return im.list_images()
+    except KmodError as err:
+        typer.echo(f"note: container kernels not listed: {err.message}", err=True)
+        return []
+
+
+def _built_releases() -> set[str]:
+    return {i.release for i in _images_or_note()}

@@ -1,0 +1,145 @@
+"""Kernel-headers images: the Dockerfile, names, labels, snapshots, image: specs, listing."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kbuild_py import images
+from kbuild_py.cli import app
+from kbuild_py.docker_backend import _unavailable
+from kbuild_py.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def test_image_names_are_valid_docker_tags() -> None:
+    assert images.kernel_image("6.12.117+deb13-amd64") == "kmod-py/kernel:6.12.117_deb13-amd64"
+    assert images.kernel_image("6.1.0-50-amd64") == "kmod-py/kernel:6.1.0-50-amd64"
+    assert images.suite_alias("trixie-backports") == "kmod-py/kernel:debian-trixie-backports"
+
+
+def test_dockerfile_is_parameterised_and_lean() -> None:
+    text = (ROOT / "containers/debian/Dockerfile").read_text()
+    assert images.dockerfile_text() == text.encode()
+    for arg in ("ARG BASE=debian:bookworm", "ARG SUITE=", "ARG HEADERS=", "ARG MIRROR="):
+        assert arg in text
+    assert "--no-install-recommends" in text and "-t $SUITE" in text
+    install = text[text.index("apt-get install"):text.index("apt-get clean")]
+    assert '"$HEADERS" make binutils perl' in install
+    for label in ("org.opencontainers.image.version", "io.kmod-py.kernel.release",
+                  "io.kmod-py.kernel.compiler", "io.kmod-py.debian.suite"):
+        assert label in text
+    assert "debian.org" not in text.replace("# ", "")  # mirrors come from the caller
+
+
+def test_unavailable_messages_name_the_fix() -> None:
+    perm = _unavailable("unix:///var/run/docker.sock", PermissionError(13, "Permission denied"))
+    assert "permission denied" in perm.message and "docker group" in (perm.hint or "")
+    down = _unavailable("unix:///x.sock", OSError("('Connection aborted.', FileNotFoundError(2))"))
+    assert "not running" in down.message and "systemctl start docker" in (down.hint or "")
+
+
+def test_daemon_down_is_one_clear_error_exit_2(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "NO_COLOR": "1",
+           "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    proc = subprocess.run([sys.executable, "-m", "kbuild_py", "images"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: the Docker daemon is not running"), proc.stderr
+    assert "hint: start it" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.docker
+def test_images_carry_release_compiler_suite_labels(docker_client, debian_targets) -> None:  # type: ignore[no-untyped-def]
+    for spec, t in debian_targets.items():
+        img = docker_client.images.get(t.where)
+        labels = img.labels
+        assert labels["io.kmod-py.kernel.release"] == t.release
+        assert labels["io.kmod-py.kernel.compiler"] == t.tree.cc_version_text != ""
+        assert labels["io.kmod-py.debian.suite"] == t.suite
+        assert labels["io.kmod-py.debian.headers"] == f"linux-headers-{t.release}"
+        assert labels["org.opencontainers.image.version"] == t.release
+        assert labels["io.kmod-py.recipe"] == images.recipe_hash()
+        alias = docker_client.images.get(images.suite_alias(spec.split(":", 1)[1]))
+        assert alias.id == img.id
+
+
+@pytest.mark.docker
+def test_base_images_exist_and_say_how_they_were_made(  # type: ignore[no-untyped-def]
+    docker_client, debian_targets, image_build_lines: list[str]
+) -> None:
+    for suite in ("bookworm", "trixie"):
+        base = images.ensure_base(docker_client, suite)
+        assert base == images.BaseImage(f"kmod-py/base:{suite}", "reused")
+    built = [ln for ln in image_build_lines if ln.startswith("base image kmod-py/base:")]
+    for line in built:  # only on a machine that built them in this session
+        assert line.endswith("reused") or "pulled debian:" in line or "debootstrap" in line
+
+
+@pytest.mark.docker
+def test_snapshot_is_cached_and_matches_the_image(docker_client, debian_targets) -> None:  # type: ignore[no-untyped-def]
+    t = debian_targets["debian:trixie"]
+    again = images.snapshot_tree(docker_client, t.where, t.release)
+    assert again.path == t.tree.path and again.vermagic == t.tree.vermagic
+    uts = (again.path / "include/generated/utsrelease.h").read_text()
+    out = docker_client.containers.run(
+        t.where, ["cat", f"{t.kdir}/include/generated/utsrelease.h"], remove=True
+    )
+    assert out.decode() == uts
+    assert (again.path / ".image-id").read_text().strip() == docker_client.images.get(t.where).id
+
+
+@pytest.mark.docker
+def test_images_command_lists_the_built_images(debian_targets) -> None:  # type: ignore[no-untyped-def]
+    res = runner.invoke(app, ["images"])
+    assert res.exit_code == 0, res.output
+    for spec, t in debian_targets.items():
+        row = next(ln for ln in res.output.splitlines() if ln.startswith(t.where + " "))
+        assert "debian-" + spec.split(":", 1)[1] in row and t.compiler in row
+    listed = {i.release for i in images.list_images()}
+    assert {t.release for t in debian_targets.values()} <= listed
+
+
+@pytest.fixture(scope="module")
+def custom_image(docker_client, debian_targets):  # type: ignore[no-untyped-def]
+    """A user image with a kernel build tree but none of kmod-py's labels."""
+    base = debian_targets["debian:bookworm"].where
+    name = "kmod-py-test/custom-headers:1"
+    dockerfile = (f"FROM {base}\nLABEL io.kmod-py.kind=\"\" io.kmod-py.kernel.release=\"\"\n"
+                  'ENTRYPOINT ["/bin/false"]\n')
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
+    yield name
+    docker_client.images.remove(name, force=True)
+
+
+@pytest.mark.docker
+def test_image_spec_finds_the_release_inside(custom_image: str, debian_targets) -> None:  # type: ignore[no-untyped-def]
+    from kbuild_py.kernels import resolve_spec
+
+    want = debian_targets["debian:bookworm"]
+    t = resolve_spec(f"image:{custom_image}")
+    assert (t.release, t.where, t.kdir) == (want.release, custom_image, want.kdir)
+    assert t.tree.vermagic == want.tree.vermagic
+    assert t.tree.path != want.tree.path  # foreign images get their own snapshot
+    lines: list[str] = []
+    res = t.runner.run(["make", "--version"], timeout=60, on_line=lines.append)
+    assert res.returncode == 0 and lines[0].startswith("GNU Make")  # entrypoint overridden
+
+
+@pytest.mark.docker
+def test_image_spec_errors_name_the_problem(docker_client) -> None:  # type: ignore[no-untyped-def]
+    from kbuild_py.kernels import resolve_spec
+
+    with pytest.raises(UsageError, match="no Docker image 'kmod-py-test/absent:0'"):
+        resolve_spec("image:kmod-py-test/absent:0")
+    base = images.ensure_base(docker_client, "bookworm").name
+    with pytest.raises(UsageError, match="has no kernel build tree"):
+        resolve_spec(f"image:{base}")
+

@@ -1,0 +1,126 @@
+"""Kernel specs: parsing (pure) and resolution to host or container targets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from kbuild_py import debian
+from kbuild_py.cli import app
+from kbuild_py.errors import UsageError
+from kbuild_py.kernels import KernelSpec, parse_spec, resolve_spec, suite_kernels
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "value"),
+    [
+        ("host", "host", ""),
+        (" host ", "host", ""),
+        ("6.1.0-50-amd64", "release", "6.1.0-50-amd64"),
+        ("6.12.117+deb13-amd64", "release", "6.12.117+deb13-amd64"),
+        ("7.3.4+deb13-cloud-amd64", "release", "7.3.4+deb13-cloud-amd64"),
+        ("debian:bookworm", "debian", "bookworm"),
+        ("debian:trixie-backports", "debian", "trixie-backports"),
+        ("debian:sid", "debian", "sid"),
+        ("image:kmod-py/kernel:debian-trixie", "image", "kmod-py/kernel:debian-trixie"),
+        ("image:reg.example:5000/k/headers:6.1", "image", "reg.example:5000/k/headers:6.1"),
+        ("image:myheaders", "image", "myheaders"),
+    ],
+)
+def test_parse_spec_accepts(spec: str, kind: str, value: str) -> None:
+    assert parse_spec(spec) == KernelSpec(kind, value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("debian:buster", "Debian suites: bookworm, bookworm-backports, trixie"),
+        ("debian:", "Debian suites:"),
+        ("image:", "image:NAME or image:NAME:TAG"),
+        ("image:Bad Name", "image:NAME or image:NAME:TAG"),
+        ("fedora:40", "kernel specs: host, a release"),
+        ("latest", "kernel specs: host, a release"),
+        ("", "kernel specs:"),
+    ],
+)
+def test_parse_spec_rejects_with_what_exists(spec: str, says: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_spec(spec)
+    assert says in f"{info.value.message} {info.value.hint}"
+
+
+@pytest.mark.headers
+def test_host_release_resolves_to_the_host_tree(host_release: str) -> None:
+    t = resolve_spec(host_release)
+    assert t.where == "host" and t.release == host_release
+    assert t.kdir.startswith("/usr/src/linux-headers-") or t.kdir.endswith("/build")
+    assert t.tree.vermagic.startswith(f"{host_release} SMP ")
+
+
+def test_suite_kernels_lists_the_current_release() -> None:
+    current, releases = suite_kernels("trixie-backports")
+    assert re.fullmatch(r"[7-9]\.\d+\.\d+\+deb13-amd64", current), current
+    assert current in releases
+    with pytest.raises(UsageError):
+        suite_kernels("potato")
+
+
+@pytest.mark.docker
+def test_debian_specs_resolve_to_each_suites_kernel(debian_targets) -> None:  # type: ignore[no-untyped-def]
+    prefixes = {"debian:bookworm": "6.1.0-", "debian:trixie": "6.12.",
+                "debian:trixie-backports": ("7.", "8.")}
+    for spec, t in debian_targets.items():
+        suite = spec.split(":", 1)[1]
+        assert t.release == debian.Archive(suite).current_release()
+        assert t.release.startswith(prefixes[spec]) and t.release.endswith("-amd64")
+        assert t.suite == suite
+        assert t.kdir == f"/lib/modules/{t.release}/build"
+        assert t.where == "kmod-py/kernel:" + t.release.replace("+", "_")
+        assert t.tree.release == t.release  # the snapshot copied out of the image
+        assert t.tree.vermagic.startswith(f"{t.release} SMP preempt mod_unload ")
+        assert t.tree.symvers_path is not None
+        assert t.compiler.split(" ")[0].endswith(("gcc-12", "gcc-14"))
+    # bookworm: the archive's main suite, not the host's security update
+    assert debian_targets["debian:bookworm"].tree.symvers_path.stat().st_size > 100_000
+
+
+@pytest.mark.docker
+def test_exact_release_not_on_host_goes_to_its_debian_suite(debian_targets) -> None:  # type: ignore[no-untyped-def]
+    bookworm = debian_targets["debian:bookworm"]
+    t = resolve_spec(bookworm.release)
+    assert t.where == bookworm.where and t.suite == "bookworm"
+    assert t.spec == bookworm.release
+
+
+@pytest.mark.docker
+def test_unknown_release_lists_what_exists(docker_client, host_release: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UsageError) as info:
+        resolve_spec("6.1.0-999-amd64")
+    err = info.value
+    assert "no kernel 6.1.0-999-amd64" in err.message
+    assert f"host build trees: {host_release}" in err.hint
+    assert "debian:bookworm = 6.1.0-" in err.hint and "kmod-py kernels --suite" in err.hint
+
+
+@pytest.mark.docker
+def test_kernels_command_lists_host_trees_and_images(debian_targets, host_release: str) -> None:  # type: ignore[no-untyped-def]
+    res = runner.invoke(app, ["kernels"])
+    assert res.exit_code == 0, res.output
+    rel = re.escape(host_release)
+    assert re.search(rf"^{rel}\s+{rel}\s+gcc-12", res.output, re.M), res.output
+    for spec, t in debian_targets.items():
+        assert re.search(rf"^{spec}\s+{re.escape(t.release)}\s+\S*gcc-1\d .*image {t.where}$",
+                         res.output, re.M), res.output
+
+
+def test_kernels_suite_command_marks_the_current_release() -> None:
+    current = debian.Archive("trixie").current_release()
+    res = runner.invoke(app, ["kernels", "--suite", "trixie"])
+    assert res.exit_code == 0, res.output
+    assert re.search(rf"^{re.escape(current)}\s+debian:trixie\b", res.output, re.M), res.output
+    bad = runner.invoke(app, ["kernels", "--suite", "buster"])
+    assert bad.exit_code == 2 and "unknown Debian suite 'buster'" in bad.output
