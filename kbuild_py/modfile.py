@@ -142,6 +142,17 @@ def _decompress(path: Path, raw: bytes, kind: str) -> bytes:
     return out
 
 
+def compression_of(head: bytes) -> str | None:
+    """The compression a module file uses, told by its magic bytes (not its name)."""
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    return None
+
+
 def _open(path: Path) -> tuple[bytes | mmap.mmap, str | None]:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -161,14 +172,7 @@ def _open(path: Path) -> tuple[bytes | mmap.mmap, str | None]:
             raise _fail(path, "is not a regular file")
         if st.st_size == 0:
             raise _fail(path, "is empty")
-        head = os.pread(fd, 6, 0)
-        kind = None
-        if head.startswith(b"\xfd7zXZ\x00"):
-            kind = "xz"
-        elif head.startswith(b"\x28\xb5\x2f\xfd"):
-            kind = "zstd"
-        elif head.startswith(b"\x1f\x8b"):
-            kind = "gzip"
+        kind = compression_of(os.pread(fd, 6, 0))
         if kind:
             if st.st_size > MAX_DECOMPRESSED:
                 raise _fail(path, "compressed file too large")
@@ -472,6 +476,21 @@ def read_module(path: Path | str) -> ModuleFile:
     """Read a module file; raises ModuleReadError (one-line reason) when it cannot be used."""
     p = Path(path)
     data, kind = _open(p)
+    return _parse(p, data, kind)
+
+
+def module_from_bytes(data: bytes, path: Path | str = "<memory>") -> ModuleFile:
+    """The same as read_module for content already in memory (path only names it)."""
+    p = Path(path)
+    if not data:
+        raise _fail(p, "is empty")
+    kind = compression_of(data[:6])
+    if kind:
+        data = _decompress(p, data, kind)
+    return _parse(p, data, kind)
+
+
+def _parse(p: Path, data: bytes | mmap.mmap, kind: str | None) -> ModuleFile:
     try:
         return ModuleFile(p, data, kind)
     except ModuleReadError:

@@ -95,22 +95,37 @@ def check(
         for o in run_many(paths, info, mode=mode, field=field, color=color, want_dict=bool(junit)):
             outcomes.append(o)
             if o.error is not None:
-                typer.secho(f"error: {o.error}", err=True, fg=typer.colors.RED)
+                typer.secho(f"error: {_printable(o.error)}", err=True, fg=typer.colors.RED)
                 dicts.append(rc.unreadable_dict(o.path, o.error))
                 continue
             dicts.append(o.data)
             if mode == "field":
-                out.write("".join(v + "\n" for v in o.payload))  # type: ignore[attr-defined]
+                _emit(out, "".join(v + "\n" for v in o.payload))  # type: ignore[attr-defined]
             elif mode == "text":
-                out.write(o.payload)  # type: ignore[arg-type]
+                _emit(out, o.payload)  # type: ignore[arg-type]
     if junit:
         junit.write_text(rc.to_junit(dicts))
     if mode == "json":
-        out.write(rc.to_json(dicts, [i.release if i else None for i in infos]))
+        _emit(out, rc.to_json(dicts, [i.release if i else None for i in infos]))
     elif mode == "text" and len(outcomes) > 1:
-        out.write(rc.tally_line(outcomes))
+        _emit(out, rc.tally_line(outcomes))
     out.flush()
     if any(o.error is not None for o in outcomes):
         raise typer.Exit(2)
     if not all(o.ok for o in outcomes):
         raise typer.Exit(1)
+
+
+def _emit(out, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Write text; bytes a module held that are not UTF-8 go out as they were (like modinfo)."""
+    data = text.encode("utf-8", "surrogateescape")
+    buf = getattr(out, "buffer", None)
+    if buf is not None:
+        out.flush()
+        buf.write(data)
+    else:
+        out.write(data.decode("utf-8", "replace"))
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
