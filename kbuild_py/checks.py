@@ -8,6 +8,7 @@ of a target kernel they need, read once per tree and picklable (for workers).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -204,7 +205,16 @@ def check_loaded(path: Path, target: TargetInfo | None) -> ModuleReport:
             error=err.message,
             target=target.release if target else None,
         )
-    return run_rules(module, target)
+    try:
+        return run_rules(module, target)
+    except (struct.error, IndexError, ValueError, OverflowError, UnicodeError) as err:
+        # a structure read lazily (symbols, versions, signature) was malformed
+        return ModuleReport(
+            path=Path(path),
+            module=None,
+            error=f"{path}: malformed module ({type(err).__name__}: {err})",
+            target=target.release if target else None,
+        )
 
 
 def check_module(

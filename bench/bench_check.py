@@ -1,0 +1,61 @@
+"""`kmod-py check` (all rules, one invocation) vs kmod's `modinfo` over a whole kernel package.
+
+Both read the same ~4,000 in-tree modules of linux-image-<release> (fetched once and
+cached), given as one argument list, output to /dev/null, page cache warm. kmod-py
+checks them against the release's build tree (/lib/modules/R/build), so every rule
+runs, including the Module.symvers ones. Goal (issue 4): kmod-py <= 2x modinfo.
+
+usage: bench_check.py [RELEASE]   (default: the newest Debian -amd64 headers installed)
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RUNS = 5
+KMOD = str(Path(sys.executable).parent / "kmod-py")
+
+
+def timed(argv: list[str]) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    elapsed = time.perf_counter() - t
+    if proc.returncode not in (0, 1):
+        sys.exit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def main() -> None:
+    from kbuild_py.kernels import host_releases
+    from kbuild_py.kimage import fetch_kernel
+
+    if not shutil.which("modinfo"):
+        sys.exit("modinfo (Debian package kmod) is needed")
+    releases = [r for r in host_releases() if r.endswith("-amd64")]
+    release = sys.argv[1] if len(sys.argv) > 1 else (releases[-1] if releases else "")
+    if not release:
+        sys.exit("no Debian kernel headers installed (apt-get install linux-headers-amd64)")
+    files = [str(p) for p in fetch_kernel(release).module_files()]
+    for f in files:  # warm the page cache for both
+        Path(f).read_bytes()
+    modinfo = ["modinfo", *files]
+    check = [KMOD, "check", "--kernel", release, *files]
+    timed(modinfo), timed(check)  # warm-up
+    a, b = [], []
+    for _ in range(RUNS):  # interleaved, so machine load hits both alike
+        a.append(timed(modinfo))
+        b.append(timed(check))
+    ta, tb = statistics.median(a), statistics.median(b)
+    print(f"{len(files)} modules of linux-image-{release}")
+    print(f"modinfo (anchor)              {ta:6.3f} s  (median of {RUNS})")
+    print(f"kmod-py check, all rules      {tb:6.3f} s")
+    print(f"ratio kmod-py/modinfo         {tb / ta:6.2f}x   (goal <= 2.00x)")
+
+
+if __name__ == "__main__":
+    main()
