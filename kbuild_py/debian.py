@@ -8,6 +8,7 @@ otherwise. Indices and packages are cached under the user's cache directory.
 from __future__ import annotations
 
 import hashlib
+import json
 import lzma
 import os
 import re
@@ -15,7 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kbuild_py.errors import MirrorError, UsageError
@@ -146,12 +147,23 @@ class Archive:
         if not path.is_file() or time.time() - path.stat().st_mtime > INDEX_MAX_AGE:
             url = f"{self.mirror}/dists/{self.suite}/main/binary-{self.arch}/Packages.xz"
             _fetch(url, path)
+        parsed = path.with_name(path.name + ".kernel.json")  # the few packages we keep
+        if parsed.is_file() and parsed.stat().st_mtime >= path.stat().st_mtime:
+            try:
+                data = json.loads(parsed.read_text())
+                return {n: [Package(**p) for p in ps] for n, ps in data.items()}
+            except (ValueError, TypeError):
+                pass  # rebuilt below
         try:
             text = lzma.decompress(path.read_bytes()).decode("utf-8", "replace")
         except lzma.LZMAError as e:
             path.unlink(missing_ok=True)
             raise MirrorError(f"corrupt package index for {self.suite}", "run again") from e
-        return _parse_packages(text, self._WANTED)
+        packages = _parse_packages(text, self._WANTED)
+        tmp = parsed.with_name(parsed.name + f".{os.getpid()}")
+        tmp.write_text(json.dumps({n: [asdict(p) for p in ps] for n, ps in packages.items()}))
+        os.replace(tmp, parsed)
+        return packages
 
     def get(self, name: str) -> Package:
         versions = self.packages.get(name)
