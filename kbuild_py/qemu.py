@@ -33,7 +33,7 @@ ACCELS = ("auto", "kvm", "tcg")
 class VmSpec:
     kernel: Path
     initrd: Path
-    append: str = "console=ttyS0 earlyprintk=serial quiet panic=-1 edd=off"
+    append: str = "console=ttyS0 quiet panic=-1 edd=off"
     accel: str = "tcg"  # "kvm" or "tcg"
     memory_mb: int = 512
     smp: int = 1
@@ -281,7 +281,9 @@ def boot(
         raise InfraError("/dev/kvm is not usable", "use --accel tcg (or auto)")
     start = time.monotonic()
     if accel in ("auto", "kvm") and kvm_ok:
-        kvm = VmSpec(**{**spec.__dict__, "accel": "kvm"})
+        # earlyprintk: the decompressor prints at once, so a silent guest is a hung guest
+        kvm = VmSpec(**{**spec.__dict__, "accel": "kvm",
+                        "append": f"{spec.append} earlyprintk=serial"})
         deadline = silence_deadline if accel == "auto" else None
         out = qemu.run(qemu_argv(kvm), console, timeout=timeout,
                        silence_deadline=deadline, on_output=on_output)

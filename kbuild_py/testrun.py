@@ -21,7 +21,7 @@ from kbuild_py.verdict import Verdict, parse_console
 
 DEFAULT_TIMEOUT = 120.0
 CONSOLE_LOG = "test-console.log"
-INITRAMFS = "test-initramfs.cpio.gz"
+INITRAMFS = "test-initramfs.cpio"
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TestOptions:
     timeout: float = DEFAULT_TIMEOUT  # whole boot, KVM fallback included
     accel: str = "auto"
     memory_mb: int = 512
-    compress: bool = True
+    compress: bool = False  # gzip saves disk, costs boot time under TCG
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ def test_silent_kvm_guest_is_retried_under_tcg_and_remembered(tmp_path: Path) ->
     assert res.accel == "tcg" and res.fell_back
     assert "printed nothing" in res.notes[0] and "retried under TCG" in res.notes[0]
     assert fake.calls[1][1] <= 60 and fake.calls[1][2] is None  # TCG: no silence deadline
+    # only the KVM probe pays for early console output
+    assert "earlyprintk=serial" in fake.calls[0][0][-1]
+    assert "earlyprintk" not in fake.calls[1][0][-1]
     assert qemu.kvm_known_silent()
     assert (Path(os.environ["KMOD_PY_CACHE"]) / "kvm-silent").is_file()
     # the next auto boot skips KVM (the real probe says /dev/kvm is usable or not: either way TCG)
