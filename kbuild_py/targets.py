@@ -24,11 +24,7 @@ def resolve_targets(
 ) -> list[Target]:
     if kdir is not None:
         return [kernels.host_target(spec=str(kdir), kdir=kdir)]
-    resolve = getattr(kernels, "resolve_spec", None)
-    out = []
-    for spec in choose_specs(cli_specs, project_specs):
-        if resolve is not None:
-            out.append(resolve(spec, mirror=mirror, progress=progress))
-        else:
-            out.append(kernels.host_target(spec, release=None if spec == "host" else spec))
-    return out
+    return [
+        kernels.resolve_spec(spec, mirror=mirror, progress=progress)
+        for spec in choose_specs(cli_specs, project_specs)
+    ]

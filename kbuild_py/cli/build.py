@@ -45,9 +45,9 @@ def build(
 
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
+    opts = b.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
     targets = resolve_targets(kernel, kdir, project.kernels, mirror=mirror,
                               progress=lambda m: typer.echo(m, err=True))
-    opts = b.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
     if make_jobs:
         opts.make_jobs = make_jobs
     jobs = jobs or (2 if len(targets) > 1 else 1)
