@@ -98,9 +98,10 @@ def make_argv(target: Target, outdir: Path, opts: BuildOptions) -> list[str]:
 
 
 def kernel_compiler_program(cc_version_text: str) -> str | None:
-    """'gcc-12 (Debian 12.2.0-14) 12.2.0' -> 'gcc-12'; a plain 'gcc'/'clang' -> None."""
+    """'gcc-12 (Debian 12.2.0-14) 12.2.0' -> 'gcc-12' (also triplet-prefixed names such as
+    'x86_64-linux-gnu-gcc-14'); a plain 'gcc'/'clang' -> None."""
     prog = cc_version_text.split(" ", 1)[0] if cc_version_text else ""
-    if re.fullmatch(r"(gcc|clang)-\d+", prog):
+    if prog not in ("gcc", "clang") and re.fullmatch(r"(?:[\w.]+-)*(gcc|clang)(-\d+)?", prog):
         return prog
     return None
 

@@ -75,7 +75,11 @@ def test_make_argv_container_uses_kernel_compiler(tmp_path: Path) -> None:
 
 def test_kernel_compiler_program() -> None:
     assert kernel_compiler_program("gcc-14 (Debian 14.2.0-19) 14.2.0") == "gcc-14"
+    assert kernel_compiler_program("x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0") == (
+        "x86_64-linux-gnu-gcc-14"
+    )
     assert kernel_compiler_program("gcc (GCC) 13.1") is None
+    assert kernel_compiler_program("Debian clang version 19") is None
     assert kernel_compiler_program("") is None
 
 
