@@ -7,7 +7,7 @@ ModuleFile objects, which hold an mmap and do not travel between processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +76,53 @@ def run_many(
     """Check each path; yields Outcomes in input order. jobs=None: all cores for many files."""
     _JOB.update(target=target, mode=mode, field=field, color=color, want_dict=want_dict)
     names = [str(p) for p in paths]
-    ncpu = os.cpu_count() or 1
-    jobs = jobs if jobs is not None else (ncpu if len(names) >= PARALLEL_MIN else 1)
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    jobs = jobs if jobs is not None else ((ncpu or 1) if len(names) >= PARALLEL_MIN else 1)
     if jobs <= 1 or len(names) < 2:
         for name in names:
             yield _work(name)
         return
-    import multiprocessing
+    yield from _forked(names, min(jobs, len(names)))
 
-    ctx = multiprocessing.get_context("fork")
-    chunk = max(8, len(names) // (jobs * 8))
-    with ctx.Pool(jobs) as pool:
-        yield from pool.imap(_work, names, chunksize=chunk)
+
+def _forked(names: list[str], jobs: int) -> Iterator[Outcome]:
+    """Split the list in contiguous slices: forked children check slices 2..n into
+    temporary files while this process checks (and streams) slice 1, then their results
+    follow in order. One bulk transfer per child instead of one message per file."""
+    import pickle
+    import tempfile
+
+    size = -(-len(names) // jobs)
+    slices = [names[i : i + size] for i in range(0, len(names), size)]
+    children: list[tuple[int, str, list[str]]] = []
+    for part in slices[1:]:
+        fd, tmp = tempfile.mkstemp(prefix="kmod-py-check-")
+        pid = os.fork()
+        if pid == 0:  # child: never returns into the caller's stack
+            code = 1
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    pickle.dump([_work(n) for n in part], fh, protocol=pickle.HIGHEST_PROTOCOL)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(fd)
+        children.append((pid, tmp, part))
+    try:
+        for name in slices[0]:
+            yield _work(name)
+        for pid, tmp, part in children:
+            _, status = os.waitpid(pid, 0)
+            if status == 0:
+                with open(tmp, "rb") as fh:
+                    yield from pickle.load(fh)
+            else:  # a child died: do its share here
+                for name in part:
+                    yield _work(name)
+    finally:
+        for pid, tmp, _ in children:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            os.unlink(tmp)

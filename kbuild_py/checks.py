@@ -196,6 +196,7 @@ def run_rules(module: ModuleFile, target: TargetInfo | None) -> ModuleReport:
 def check_loaded(path: Path, target: TargetInfo | None) -> ModuleReport:
     from kbuild_py.modfile import read_module
 
+    path = path if isinstance(path, Path) else Path(path)
     try:
         module = read_module(path)
     except ModuleReadError as err:

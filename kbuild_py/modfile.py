@@ -231,17 +231,29 @@ class ModuleFile:
         self.shstrtab_terminated = names[-1] == 0
         if not self.shstrtab_terminated:
             names += b"\0"
-        for i, r in enumerate(raw):
-            if i and r[1] != SHT_NOBITS and r[4] + r[5] > n:
-                raise _fail(self.path, f"truncated (section {i} extends past end of file)")
+        cut = [i for i, r in enumerate(raw) if r[4] + r[5] > n and r[1] != SHT_NOBITS and i]
+        if cut:
+            raise _fail(self.path, f"truncated (section {cut[0]} extends past end of file)")
         self._raw = raw
         self._names = names
-        find = names.find
-        index: dict[bytes, int] = {}
-        for i in range(shnum - 1, -1, -1):  # backwards: the first section of a name wins
-            nm = raw[i][0]
-            index[names[nm : find(b"\0", nm)] if nm < s_size else b""] = i
-        self._index = index
+        self._name_offs = [r[0] for r in raw]
+        self._found: dict[str, list[int]] = {}
+
+    def _indices(self, name: str) -> list[int]:
+        """Indices of every section called name, ascending (names may share string tails)."""
+        found = self._found.get(name)
+        if found is not None:
+            return found
+        key = name.encode("latin-1") + b"\0"
+        names, offs, out = self._names, self._name_offs, []
+        pos = names.find(key)
+        while pos >= 0:
+            if pos in offs:
+                out += [i for i, o in enumerate(offs) if o == pos]
+            pos = names.find(key, pos + 1)
+        out.sort()
+        self._found[name] = out
+        return out
 
     def _section(self, i: int) -> Section:
         r = self._raw[i]
@@ -254,14 +266,12 @@ class ModuleFile:
         return [self._section(i) for i in range(len(self._raw))]
 
     def count_sections(self, name: str) -> int:
-        key = name.encode("latin-1")
-        names, find, size = self._names, self._names.find, len(self._names)
-        return sum(1 for r in self._raw if r[0] < size and names[r[0] : find(b"\0", r[0])] == key)
+        return len(self._indices(name))
 
     def section(self, name: str) -> Section | None:
         """The first section with this name."""
-        i = self._index.get(name.encode("latin-1"))
-        return None if i is None else self._section(i)
+        found = self._indices(name)
+        return self._section(found[0]) if found else None
 
     def section_data(self, sec: Section) -> bytes:
         if sec.type == SHT_NOBITS:
@@ -474,7 +484,7 @@ class ModuleFile:
 
 def read_module(path: Path | str) -> ModuleFile:
     """Read a module file; raises ModuleReadError (one-line reason) when it cannot be used."""
-    p = Path(path)
+    p = path if isinstance(path, Path) else Path(path)
     data, kind = _open(p)
     return _parse(p, data, kind)
 
