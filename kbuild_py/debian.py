@@ -123,7 +123,8 @@ def _parse_packages(text: str, wanted: re.Pattern[str]) -> dict[str, list[Packag
 class Archive:
     """Kernel-related packages of one Debian suite (amd64, main)."""
 
-    _WANTED = re.compile(r"linux-(headers|image)-|busybox-static$")
+    # 7.x images are split: linux-image-R depends on linux-binary-R (vmlinuz) + linux-modules-R
+    _WANTED = re.compile(r"linux-(headers|image|binary|modules)-|busybox-static$")
 
     def __init__(self, suite: str, mirror: str | None = None, arch: str = "amd64") -> None:
         if suite not in BASE_SUITE:
@@ -147,7 +148,7 @@ class Archive:
         if not path.is_file() or time.time() - path.stat().st_mtime > INDEX_MAX_AGE:
             url = f"{self.mirror}/dists/{self.suite}/main/binary-{self.arch}/Packages.xz"
             _fetch(url, path)
-        parsed = path.with_name(path.name + ".kernel.json")  # the few packages we keep
+        parsed = path.with_name(path.name + ".kernel-v2.json")  # the few packages we keep
         if parsed.is_file() and parsed.stat().st_mtime >= path.stat().st_mtime:
             try:
                 data = json.loads(parsed.read_text())

@@ -28,7 +28,9 @@ class KernelImage:
 
     @property
     def vmlinuz(self) -> Path:
-        return self.root / "boot" / f"vmlinuz-{self.release}"
+        classic = self.root / "boot" / f"vmlinuz-{self.release}"
+        split = self.modules_dir / "vmlinuz"  # 7.x linux-binary-R: /usr/lib/modules/R/vmlinuz
+        return split if not classic.is_file() and split.is_file() else classic
 
     @property
     def modules_dir(self) -> Path:
@@ -100,12 +102,30 @@ def fetch_deb(package: str, suite: str | None = None, mirror: str | None = None)
     ) from last
 
 
+def _split_image_parts(release: str, suite: str | None, mirror: str | None) -> list[Path]:
+    """Debian 7.x: linux-image-R is a metapackage over linux-binary-R and linux-modules-R."""
+    parts = []
+    for choices in ((f"linux-binary-{release}", f"linux-binary-unsigned-{release}"),
+                    (f"linux-modules-{release}",)):
+        last: MirrorError | None = None
+        for package in choices:
+            try:
+                parts.append(fetch_deb(package, suite, mirror))
+                break
+            except MirrorError as err:
+                last = err
+        else:
+            assert last is not None
+            raise last
+    return parts
+
+
 def fetch_kernel(release: str, suite: str | None = None, mirror: str | None = None) -> KernelImage:
     """Download and unpack linux-image-<release> (unsigned variant as fallback), cached."""
     dest = cache_dir() / "kernels" / release
     image = KernelImage(release, dest)
     with _locked(cache_dir() / "kernels" / f".{release}.lock"):
-        if (dest / ".complete").is_file():
+        if (dest / ".complete").is_file() and image.vmlinuz.is_file():
             return image
         last: MirrorError | None = None
         for package in (f"linux-image-{release}", f"linux-image-{release}-unsigned"):
@@ -120,6 +140,9 @@ def fetch_kernel(release: str, suite: str | None = None, mirror: str | None = No
         tmp = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=dest.parent))
         try:
             debian.extract_deb(deb, tmp)
+            if not KernelImage(release, tmp).vmlinuz.is_file():
+                for part in _split_image_parts(release, suite, mirror):
+                    debian.extract_deb(part, tmp)
             if dest.exists():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
