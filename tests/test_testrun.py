@@ -332,3 +332,33 @@ def test_signal_kills_the_guest(modules, image, tmp_path, sig) -> None:  # type:
     assert rc != 0
     time.sleep(0.5)
     assert not qemus_under(tmp_path), "QEMU outlived kmod-py"
+
+
+@pytest.mark.qemu
+@pytest.mark.docker
+def test_scaffolded_module_passes_on_three_debian_kernels(scaffold, debian_targets) -> None:  # type: ignore[no-untyped-def]
+    """The issue's acceptance run: build in the three kernel-headers containers, boot each."""
+    require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86_64 (qemu-system-x86)")
+    specs = ["debian:bookworm", "debian:trixie", "debian:trixie-backports"]
+    project = scaffold("hello_module")
+    res = runner.invoke(app, ["test", str(project), *[a for s in specs for a in ("-k", s)],
+                              "-j", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert [d["kernel"] for d in data] == specs
+    for d in data:
+        assert d["release"] == debian_targets[d["kernel"]].release
+        assert d["result"] == "pass" and d["taint_flags"] == "OE"
+        assert d["guest_release"] == d["release"]
+        steps = {s["step"]: s for s in d["steps"]}
+        assert any("hello_module: loaded" in k for k in steps["insmod"]["kernel"])
+        assert any("hello_module: unloaded" in k for k in steps["rmmod"]["kernel"])
+        assert (project / d["console_log"]).is_file()
+    # 6.12 and 7.x ship .ko.xz: in-kernel dependencies decompress in Python for busybox insmod
+    from kbuild_py.kimage import fetch_kernel
+
+    newest = fetch_kernel(data[-1]["release"], "trixie-backports")
+    deps = moddeps.ModuleTree(newest.module_files(), newest.release).resolve(
+        ["ext4"], moddeps.builtin_names(newest.modules_dir))
+    assert deps[-1].name == "ext4" and deps[-1].path.name.endswith((".ko.xz", ".ko.zst"))
+    assert all(d.elf().startswith(b"\x7fELF") for d in deps)
