@@ -7,7 +7,8 @@
 2. 3-kernel matrix (bookworm, trixie, trixie-backports) with -j2 against the same three
    builds one after another (build_all jobs=2 vs jobs=1, make -j1 each).
    Goal: wall <= 0.7x the sequential sum.
-Every build starts from clean sources. Needs the Docker daemon (images are built once).
+Every build starts from clean sources; runs are interleaved. Needs the Docker daemon
+(images are built once). Load from other work on the machine adds noise: compare ratios.
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
-RUNS = 5
+RUNS = 7
 KMOD = str(Path(sys.executable).parent / "kmod-py")
 SPECS = ("debian:bookworm", "debian:trixie", "debian:trixie-backports")
 
 
-def median_time(fn, runs: int = RUNS) -> float:  # type: ignore[no-untyped-def]
-    samples = []
+def median_times(fns, runs: int = RUNS) -> list[float]:  # type: ignore[no-untyped-def]
+    """Median wall time of each fn; runs are interleaved so machine load hits all alike."""
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            samples[i].append(time.perf_counter() - t)
+    return [statistics.median(s) for s in samples]
 
 
 def fresh(project: Path) -> Path:
@@ -76,7 +79,7 @@ def main() -> None:
                            stderr=subprocess.DEVNULL)
 
         anchor()  # warm the page cache and the image layers
-        a, r, c = median_time(anchor), median_time(runner), median_time(cli)
+        a, r, c = median_times([anchor, runner, cli])
         print(f"hello, bookworm image, median of {RUNS}:")
         print(f"  docker run … make (anchor)   {a:6.2f} s")
         print(f"  DockerRunner.run             {r:6.2f} s  ratio {r / a:4.2f}x  "
@@ -92,8 +95,7 @@ def main() -> None:
             results = build_all(d, targets, opts, jobs=jobs)
             assert all(r.ok for r in results), [r.log_path for r in results if not r.ok]
 
-        seq = median_time(lambda: matrix(1), runs=3)
-        par = median_time(lambda: matrix(2), runs=3)
+        seq, par = median_times([lambda: matrix(1), lambda: matrix(2)], runs=3)
         print("3-kernel matrix (bookworm, trixie, trixie-backports), make -j1, median of 3:")
         print(f"  one after another (anchor)   {seq:6.2f} s")
         print(f"  -j2                          {par:6.2f} s  ratio {par / seq:4.2f}x")

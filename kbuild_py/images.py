@@ -395,6 +395,30 @@ def list_images(client: Any = None) -> list[ImageInfo]:
     return sorted(out, key=lambda i: debian._version_key(i.release))
 
 
+def remove_leftover_containers(client: Any = None, *, keep_live: bool = True) -> list[str]:
+    """Remove containers labelled by kmod-py whose process is gone (all if not keep_live)."""
+    from kbuild_py.docker_backend import leftover_containers
+
+    removed = []
+    for c in leftover_containers(client or docker_client()):
+        owner = (c.labels or {}).get(RUN_LABEL, "")
+        if keep_live and owner.isdigit() and _pid_alive(int(owner)):
+            continue
+        c.remove(force=True)
+        removed.append(c.short_id)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class PruneReport:
     images: list[str]
@@ -404,13 +428,8 @@ class PruneReport:
 
 def prune(client: Any = None, *, bases: bool = True) -> PruneReport:
     """Remove kmod-py's kernel (and base) images, leftover containers and tree snapshots."""
-    from kbuild_py.docker_backend import leftover_containers
-
     client = client or docker_client()
-    report = PruneReport([], [], [])
-    for c in leftover_containers(client):
-        c.remove(force=True)
-        report.containers.append(c.short_id)
+    report = PruneReport([], remove_leftover_containers(client), [])
     doomed = client.images.list(filters={"label": f"{KIND_LABEL}=kernel"})
     if bases:
         doomed += client.images.list(name=BASE_REPO)

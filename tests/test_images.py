@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,44 @@ def test_image_spec_errors_name_the_problem(docker_client) -> None:  # type: ign
     with pytest.raises(UsageError, match="has no kernel build tree"):
         resolve_spec(f"image:{base}")
 
+
+
+@pytest.mark.docker
+def test_leftover_containers_of_dead_processes_are_removed(docker_client, debian_targets) -> None:  # type: ignore[no-untyped-def]
+    from kbuild_py.docker_backend import RUN_LABEL
+
+    image = debian_targets["debian:bookworm"].where
+    dead = _dead_pid()
+    gone = docker_client.containers.create(image, ["true"], labels={RUN_LABEL: str(dead)})
+    mine = docker_client.containers.create(image, ["true"], labels={RUN_LABEL: str(os.getpid())})
+    try:
+        removed = images.remove_leftover_containers(docker_client)
+        assert gone.short_id in removed and mine.short_id not in removed
+        left = {c.id for c in docker_client.containers.list(all=True)}
+        assert gone.id not in left and mine.id in left
+    finally:
+        mine.remove(force=True)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.docker
+def test_images_build_option_reuses_a_built_image(debian_targets) -> None:  # type: ignore[no-untyped-def]
+    t = debian_targets["debian:trixie-backports"]
+    res = runner.invoke(app, ["images", "--build", "debian:trixie-backports"])
+    assert res.exit_code == 0, res.output
+    assert f"debian:trixie-backports: {t.where} ({t.release}, {t.compiler})" in res.output
+    assert f"image {t.where}: reused" in res.output
+
+
+def test_kernels_without_docker_still_lists_host_trees(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    proc = subprocess.run([sys.executable, "-m", "kbuild_py", "kernels"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: container kernels not listed: the Docker daemon is not running" in proc.stderr
+    assert "built on demand: debian:bookworm" in proc.stdout
