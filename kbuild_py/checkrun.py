@@ -75,6 +75,8 @@ def run_many(
 ) -> Iterable[Outcome]:
     """Check each path; yields Outcomes in input order. jobs=None: all cores for many files."""
     _JOB.update(target=target, mode=mode, field=field, color=color, want_dict=want_dict)
+    if target is not None:
+        target.warm()
     names = [str(p) for p in paths]
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     jobs = jobs if jobs is not None else ((ncpu or 1) if len(names) >= PARALLEL_MIN else 1)

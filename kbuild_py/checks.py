@@ -78,6 +78,21 @@ class TargetInfo:  # noqa: B903
         return frozenset((e.name, e.crc) for e in self.exports.values())
 
     @cached_property
+    def version_records(self) -> frozenset[bytes]:
+        """Each export as the 64-byte __versions record a module built against it holds."""
+        pack = struct.Struct("<Q56s").pack
+        return frozenset(
+            pack(e.crc, e.name.encode("latin-1"))
+            for e in self.exports.values()
+            if len(e.name) < 56 and e.crc < 1 << 64
+        )
+
+    def warm(self) -> None:
+        """Build the lookup sets now (before worker processes fork, so they share them)."""
+        for name in ("version_records", "names", "crc_pairs", "gpl_only", "namespaced_names"):
+            getattr(self, name)
+
+    @cached_property
     def names(self) -> frozenset[str]:
         return frozenset(self.exports)
 

@@ -238,6 +238,7 @@ class ModuleFile:
         self._names = names
         self._name_offs = [r[0] for r in raw]
         self._found: dict[str, list[int]] = {}
+        self._secs: dict[int, Section] = {}
 
     def _indices(self, name: str) -> list[int]:
         """Indices of every section called name, ascending (names may share string tails)."""
@@ -256,6 +257,12 @@ class ModuleFile:
         return out
 
     def _section(self, i: int) -> Section:
+        sec = self._secs.get(i)
+        if sec is None:
+            sec = self._secs[i] = self._make_section(i)
+        return sec
+
+    def _make_section(self, i: int) -> Section:
         r = self._raw[i]
         nm = r[0]
         name = self._names[nm : self._names.find(b"\0", nm)] if nm < len(self._names) else b""
@@ -287,19 +294,14 @@ class ModuleFile:
         sec = self.section(".modinfo")
         if sec is None:
             raise _fail(self.path, "no .modinfo section (not a kernel module)")
-        entries = []
-        for s in self.section_data(sec).split(b"\0"):
-            if s:
-                key, _, value = s.decode("utf-8", "surrogateescape").partition("=")
-                entries.append((key, value))
-        self.modinfo: list[tuple[str, str]] = entries
+        text = self.section_data(sec).decode("utf-8", "surrogateescape")
+        entries = [s.partition("=")[::2] for s in text.split("\0") if s]
+        self.modinfo: list[tuple[str, str]] = entries  # type: ignore[assignment]
+        self._first = {k: v for k, v in reversed(entries)}
 
     def get(self, key: str) -> str | None:
         """The first value of a .modinfo key (the loader's get_modinfo), or None."""
-        for k, v in self.modinfo:
-            if k == key:
-                return v
-        return None
+        return self._first.get(key)
 
     def get_all(self, key: str) -> list[str]:
         return [v for k, v in self.modinfo if k == key]
@@ -386,16 +388,21 @@ class ModuleFile:
         tab, strtab = self._raw[tabs[0]], self._raw[self._raw[tabs[0]][6]]
         strs = self.data[strtab[4] : strtab[4] + strtab[5]] if strtab[1] != SHT_NOBITS else b""
         body = memoryview(self.data)[tab[4] : tab[4] + tab[5] // 24 * 24]
-        shndx = body.cast("H")[3::12].tolist()
-        names = body.cast("I")[0::6].tolist()
-        infos = body[4::24].tolist()
+        column = body.cast("H")[3::12].tolist()  # st_shndx of every symbol
+        names = body.cast("I")[0::6]
+        infos = body[4::24]
         text = strs.decode("latin-1") + "\0"
-        find = text.find
-        return [
-            (text[names[i] : find("\0", names[i])], infos[i])
-            for i, x in enumerate(shndx)
-            if not x and i and 0 < names[i] < len(text)
-        ]
+        find, size, out, i = text.find, len(text), [], 0  # symbol 0 is the null symbol
+        index = column.index
+        try:
+            while True:
+                i = index(0, i + 1)  # next SHN_UNDEF, scanned in C
+                nm = names[i]
+                if 0 < nm < size:
+                    out.append((text[nm : find("\0", nm)], infos[i]))
+        except ValueError:
+            pass
+        return out
 
     @cached_property
     def needed_names(self) -> frozenset[str]:
@@ -452,6 +459,22 @@ class ModuleFile:
             end = name.find(b"\0")
             out.append(((name[:end] if end >= 0 else name).decode("latin-1"), crc))
         return out
+
+    def version_records(self) -> list[bytes] | None:
+        """The raw 64-byte __versions records of a 64-bit little-endian module (compared
+        whole against the target's, decoded only when they differ), else None."""
+        if self.elf_class != 2 or self.elf_data != 1 or self.section("__version_ext_crcs"):
+            return None
+        sec = self.section("__versions")
+        if sec is None:
+            return []
+        body = self.section_data(sec)
+        return [body[i : i + 64] for i in range(0, len(body) - 63, 64)]
+
+    @staticmethod
+    def decode_version(record: bytes) -> tuple[str, int]:
+        crc = int.from_bytes(record[:8], "little")
+        return record[8:].partition(b"\0")[0].decode("latin-1"), crc
 
     @property
     def has_versions(self) -> bool:

@@ -276,7 +276,12 @@ def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
         return
     if not t.exports:
         raise Skip(f"no Module.symvers in {t.source}")
-    for sym, crc in sorted(set(m.versions) - t.crc_pairs):
+    records = m.version_records()
+    if records is None:
+        versions = m.versions
+    else:  # the usual case: compare raw records, decode only those that differ
+        versions = [m.decode_version(r) for r in set(records) - t.version_records]
+    for sym, crc in sorted(set(versions) - t.crc_pairs):
         exp = t.exports.get(sym)
         if exp is not None and exp.crc and exp.crc != crc:
             yield _f(

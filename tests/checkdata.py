@@ -204,7 +204,10 @@ def sign(root: Path, kdir: Path, module: Path, cn: str = "kmod-py test key") -> 
         capture_output=True,
         timeout=120,
     )
-    return {"path": signed, "serial": serial.strip().split("=", 1)[1].lstrip("0"), "cn": cn}
+    hexed = serial.strip().split("=", 1)[1].upper()
+    while hexed.startswith("00"):  # the key id kmod shows is the serial's bytes, no leading 00
+        hexed = hexed[2:]
+    return {"path": signed, "serial": hexed, "cn": cn}
 
 
 def crafted_tree(
