@@ -66,12 +66,23 @@ class TargetInfo:  # noqa: B903
     vermagic: str
     elf_machine: str
     config: dict[str, str]
-    exports: dict[str, Export]
+    symvers_files: tuple[str, ...] = ()  # the tree's Module.symvers, then --extra-symbols
     module_struct_size: int | None = None
     struct_size_from: str | None = None
 
     def enabled(self, option: str) -> bool:
         return self.config.get(option) in ("y", "m")
+
+    @cached_property
+    def exports(self) -> dict[str, Export]:
+        """Every export by name; parsed only when a rule needs details (the sets below
+        answer the common case and come from the on-disk cache)."""
+        from kbuild_py.symvers import read_symvers
+
+        out: dict[str, Export] = {}
+        for f in self.symvers_files:
+            out.update(read_symvers(Path(f)))
+        return out
 
     @cached_property
     def crc_pairs(self) -> frozenset[tuple[str, int]]:
@@ -89,7 +100,7 @@ class TargetInfo:  # noqa: B903
 
     def warm(self) -> None:
         """Build the lookup sets now (before worker processes fork, so they share them)."""
-        for name in ("version_records", "names", "crc_pairs", "gpl_only", "namespaced_names"):
+        for name in ("version_records", "names", "gpl_only", "namespaced_names"):
             getattr(self, name)
 
     @cached_property
@@ -136,55 +147,15 @@ class ModuleReport:
 _TARGETS: dict[tuple[str, tuple[str, ...]], TargetInfo] = {}
 
 
-def _struct_module_size(release: str) -> tuple[int | None, str | None]:
-    """sizeof(struct module) of a release, read from one of its in-tree modules when present
-    (installed under /lib/modules, or a linux-image package kmod-py fetched before)."""
-    from kbuild_py.modfile import read_module
-    from kbuild_py.paths import cache_dir
-
-    for base in (
-        Path("/lib/modules") / release,
-        cache_dir() / "kernels" / release / "lib/modules" / release,
-    ):
-        kernel = base / "kernel"
-        if not kernel.is_dir():
-            continue
-        for sub in ("fs", "net", "drivers", "lib", "crypto", ""):
-            d = kernel / sub
-            if not d.is_dir():
-                continue
-            for p in d.rglob("*.ko*"):
-                try:
-                    size = read_module(p).this_module_size
-                except ModuleReadError:
-                    continue
-                if size:
-                    return size, str(p)
-    return None, None
-
-
 def target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> TargetInfo:
-    """TargetInfo of a build tree plus extra Module.symvers files (cached per process)."""
-    from kbuild_py.symvers import read_symvers
+    """TargetInfo of a build tree plus extra Module.symvers files (cached per process,
+    and its symbol tables on disk per tree: see kbuild_py.checktarget)."""
+    from kbuild_py.checktarget import build_target_info
 
     key = (str(tree.path), tuple(str(p) for p in extra_symvers))
     info = _TARGETS.get(key)
     if info is None:
-        exports = read_symvers(tree.symvers_path) if tree.symvers_path else {}
-        for extra in extra_symvers:
-            exports.update(read_symvers(Path(extra)))
-        size, src = _struct_module_size(tree.release)
-        info = TargetInfo(
-            release=tree.release,
-            source=str(tree.path),
-            vermagic=tree.vermagic,
-            elf_machine=tree.elf_machine,
-            config=dict(tree.config),
-            exports=exports,
-            module_struct_size=size,
-            struct_size_from=src,
-        )
-        _TARGETS[key] = info
+        info = _TARGETS[key] = build_target_info(tree, extra_symvers)
     return info
 
 

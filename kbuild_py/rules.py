@@ -274,7 +274,7 @@ def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
             f"{t.release} has CONFIG_MODVERSIONS: " + REBUILD.replace("RELEASE", t.release),
         )
         return
-    if not t.exports:
+    if not t.names:
         raise Skip(f"no Module.symvers in {t.source}")
     records = m.version_records()
     if records is None:
@@ -301,7 +301,7 @@ def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
 )
 def unknown_symbol(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
     assert t is not None
-    if not t.exports:
+    if not t.names:
         raise Skip(f"no Module.symvers in {t.source}")
     for name in sorted(m.needed_names - t.names):
         yield _f(

@@ -223,3 +223,17 @@ def test_rule_ids_are_stable_and_unique() -> None:
         "taint",
         "retpoline",
     ]
+
+
+def test_target_tables_cached_on_disk(tree: BuildTree, tmp_path: Path) -> None:
+    from kbuild_py.checktarget import _cache_file, build_target_info
+
+    other = checkdata.crafted_tree(tmp_path, tree, release=tree.release)
+    first = build_target_info(other)
+    assert _cache_file([other.symvers_path]).is_file()
+    again = build_target_info(other)
+    assert again.names == first.names and again.version_records == first.version_records
+    assert again.exports.keys() == first.names  # details still parsed from Module.symvers
+    lines = other.symvers_path.read_text().splitlines()
+    other.symvers_path.write_text("\n".join(lines[:100]) + "\n")  # a changed file is seen
+    assert len(build_target_info(other).names) == 100
