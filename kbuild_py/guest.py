@@ -7,6 +7,7 @@ same serial console in between. `parse_console` (in verdict.py) reads them back.
 
 from __future__ import annotations
 
+import gzip
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,18 @@ MARK = "@@kmod-py"
 MODULE_DIR = "lib/kmod-py/test"  # modules under test, inside the initramfs
 DEPS_DIR = "lib/kmod-py/deps"  # their in-kernel dependencies, load order
 SCRIPT_PATH = "kmod-py-script"
+
+
+# busybox insmod tries finit_module(2) and, when that fails for any reason, loads the file
+# again with init_module(2): a module whose init fails would run its init twice. A gzipped
+# file fails finit_module at the ELF magic check (the kernel says LOADER_ARTEFACT, nothing
+# else runs) and busybox decompresses it for init_module: the init runs exactly once.
+LOADER_ARTEFACT = "Invalid ELF header magic: != "
+
+
+def pack_module(elf: bytes) -> bytes:
+    """A module file as the guest loads it (see LOADER_ARTEFACT)."""
+    return gzip.compress(elf, compresslevel=1, mtime=0)
 
 
 @dataclass(frozen=True)

@@ -110,14 +110,14 @@ def prepare(
         elf = moddeps.decompress(path.read_bytes())
         info = moddeps.modinfo(elf, str(path))
         name = (info.get("name") or [moddeps.module_name(path)])[0]
-        mods.append(guest.GuestModule(name, f"{name}.ko", tuple(opts.params)))
-        files[f"{guest.MODULE_DIR}/{name}.ko"] = elf
+        mods.append(guest.GuestModule(name, f"{name}.ko.gz", tuple(opts.params)))
+        files[f"{guest.MODULE_DIR}/{name}.ko.gz"] = guest.pack_module(elf)
         wanted += moddeps.depends(info)
     tree = moddeps.ModuleTree(image.module_files(), image.release)
     deps = tree.resolve(wanted, moddeps.builtin_names(image.modules_dir))
-    gdeps = [guest.GuestModule(d.name, f"{d.name}.ko") for d in deps]
+    gdeps = [guest.GuestModule(d.name, f"{d.name}.ko.gz") for d in deps]
     for d in deps:
-        files[f"{guest.DEPS_DIR}/{d.name}.ko"] = d.elf()
+        files[f"{guest.DEPS_DIR}/{d.name}.ko.gz"] = guest.pack_module(d.elf())
     if opts.script is not None:
         if not opts.script.is_file():
             raise UsageError(f"script not found: {opts.script}")

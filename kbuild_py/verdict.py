@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from kbuild_py.guest import MARK
+from kbuild_py.guest import LOADER_ARTEFACT, MARK
 
 # kernel/panic.c taint_flags, by bit
 TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
@@ -114,6 +114,8 @@ class _Parser:
 
     def feed(self, index: int, line: str) -> None:
         text, marker = _split(line)
+        if LOADER_ARTEFACT in text:
+            text = ""  # our own loading trick, not the module's doing (guest.pack_module)
         if text.strip():
             if self.first_problem is None and PROBLEM.search(text):
                 self.first_problem = index
