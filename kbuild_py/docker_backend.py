@@ -157,12 +157,12 @@ class DockerRunner:
                 network_disabled=not self.network,
                 privileged=False,
                 security_opt=["no-new-privileges"],
-                init=True,
             )
         except ImageNotFound as e:
             raise InfraError(
                 f"Docker image {self.image} not found",
-                f"build it with `kmod-py images --build {self.image}` or check the name",
+                "check the name (`docker images`), or build kmod-py's images with "
+                "`kmod-py images --build debian:SUITE`",
             ) from e
         except APIError as e:
             raise InfraError(f"cannot create a container of {self.image}: {e.explanation}") from e

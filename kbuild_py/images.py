@@ -15,7 +15,8 @@ import shutil
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ def ensure_kernel_image(
     """The image for a Debian kernel release, built (and tagged per suite) if missing."""
     client = client or docker_client()
     name = kernel_image(release)
-    with _build_lock:
+    with _build_lock, _machine_lock():
         img = image_exists(client, name)
         if img is None:
             build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
@@ -198,6 +199,19 @@ def ensure_kernel_image(
             progress(f"image {name}: reused")
         client.images.get(name).tag(KERNEL_REPO, f"debian-{suite}")
     return name
+
+
+@contextmanager
+def _machine_lock() -> Iterator[None]:
+    """Serialise image builds across kmod-py processes sharing this cache directory."""
+    import fcntl
+
+    with open(_ensure(cache_dir()) / "images.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def build_kernel_image(
