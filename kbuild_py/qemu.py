@@ -105,14 +105,22 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the thread that started QEMU goes away."""
+def _load_prctl():  # type: ignore[no-untyped-def]
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_prctl = _load_prctl()  # resolved in the parent: the child must not import after fork
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the thread that started QEMU goes away."""
+    if _prctl is not None:
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class HostQemu:

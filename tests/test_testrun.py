@@ -306,7 +306,7 @@ def test_cli_builds_the_project_then_boots_it(scaffold, host_release) -> None:  
 
 @pytest.mark.qemu
 @pytest.mark.headers
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_signal_kills_the_guest(modules, image, tmp_path, sig) -> None:  # type: ignore[no-untyped-def]
     ko = tmp_path / "kmodpy_hang.ko"
     shutil.copy(modules["kmodpy_hang"], ko)
