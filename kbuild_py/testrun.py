@@ -97,22 +97,42 @@ class Prepared:
     files: dict[str, bytes | Path]
 
 
+def load_order(needs: dict[str, list[str]]) -> list[str]:
+    """Modules under test, each after the others of them it depends on (given order kept)."""
+    order: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in chain:
+            raise UsageError(f"modules depend on each other: {' -> '.join(chain + (name,))}")
+        for dep in needs[name]:
+            dep = moddeps.module_name(dep)
+            if dep in needs:
+                visit(dep, chain + (name,))
+        order.append(name)
+
+    for name in needs:
+        visit(name, ())
+    return order
+
+
 def prepare(
     modules: Sequence[Path], image: KernelImage, opts: TestOptions, busybox: Path
 ) -> Prepared:
     """The guest plan and initramfs contents for testing `modules` on `image`."""
-    mods: list[guest.GuestModule] = []
     files: dict[str, bytes | Path] = {"bin/busybox": busybox}
-    wanted: list[str] = []
+    needs: dict[str, list[str]] = {}  # module under test -> its depends=
     for path in modules:
         if not path.is_file():
             raise UsageError(f"module file not found: {path}", "build it first: kmod-py build")
         elf = moddeps.decompress(path.read_bytes())
         info = moddeps.modinfo(elf, str(path))
         name = (info.get("name") or [moddeps.module_name(path)])[0]
-        mods.append(guest.GuestModule(name, f"{name}.ko.gz", tuple(opts.params)))
+        needs[name] = moddeps.depends(info)
         files[f"{guest.MODULE_DIR}/{name}.ko.gz"] = guest.pack_module(elf)
-        wanted += moddeps.depends(info)
+    mods = [guest.GuestModule(n, f"{n}.ko.gz", tuple(opts.params)) for n in load_order(needs)]
+    wanted = [d for ds in needs.values() for d in ds if moddeps.module_name(d) not in needs]
     tree = moddeps.ModuleTree(image.module_files(), image.release)
     deps = tree.resolve(wanted, moddeps.builtin_names(image.modules_dir))
     gdeps = [guest.GuestModule(d.name, f"{d.name}.ko.gz") for d in deps]

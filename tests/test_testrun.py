@@ -52,6 +52,13 @@ def test_module_names_and_decompression_by_magic() -> None:
         assert moddeps.decompress(packed) == elf
 
 
+def test_modules_under_test_load_after_the_ones_they_need() -> None:
+    needs = {"user": ["prov", "crc-itu-t"], "prov": [], "solo": ["libcrc32c"]}
+    assert tr.load_order(needs) == ["prov", "user", "solo"]
+    with pytest.raises(UsageError, match="a -> b -> a"):
+        tr.load_order({"a": ["b"], "b": ["a"]})
+
+
 def test_builds_become_jobs_or_error_results(tmp_path: Path) -> None:
     t = SimpleNamespace(spec="debian:bookworm", release="6.1.0-9-amd64", suite="bookworm")
     ok = SimpleNamespace(target=t, built=True, modules=[tmp_path / "m.ko"], error=None,
@@ -138,6 +145,19 @@ static int __init t_init(void)
 static int answer = 1;
 module_param(answer, int, 0444);
 static int __init t_init(void) { pr_info("kmodpy_param: answer=%d\\n", answer); return 0; }
+""",
+    "kmodpy_prov": """
+int kmodpy_prov_answer(void) { return 42; }
+EXPORT_SYMBOL_GPL(kmodpy_prov_answer);
+static int __init t_init(void) { pr_info("kmodpy_prov: ready\\n"); return 0; }
+""",
+    "kmodpy_user": """
+int kmodpy_prov_answer(void);
+static int __init t_init(void)
+{
+\tpr_info("kmodpy_user: answer=%d\\n", kmodpy_prov_answer());
+\treturn 0;
+}
 """,
 }
 TAIL = """
@@ -256,6 +276,20 @@ def test_param_and_script_pass_and_a_failing_script_fails(modules, image, tmp_pa
     r = tr.run_one(job, tr.TestOptions(script=bad, timeout=60))
     assert r.status == "fail" and r.verdict.problems == ["script exited 3: device missing"]
     assert r.verdict.step("rmmod", "kmodpy_param").rc == 0  # still unloaded cleanly
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_two_modules_under_test_load_in_dependency_order(modules, image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    job = tr.KernelTest("pair", image.release, (modules["kmodpy_user"], modules["kmodpy_prov"]),
+                     tmp_path / "pair")
+    r = tr.run_one(job, tr.TestOptions(timeout=60))
+    assert r.status == "pass", r.verdict.problems if r.verdict else r.error
+    assert r.modules == ["kmodpy_prov", "kmodpy_user"] and r.deps == []
+    steps = [(s.kind, s.name) for s in r.verdict.steps]
+    assert steps == [("insmod", "kmodpy_prov"), ("insmod", "kmodpy_user"),
+                     ("rmmod", "kmodpy_user"), ("rmmod", "kmodpy_prov")]
+    assert any("answer=42" in k for k in r.verdict.kernel_lines("insmod", "kmodpy_user"))
 
 
 @pytest.mark.qemu
