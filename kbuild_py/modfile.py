@@ -17,6 +17,8 @@ import struct
 import sys
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import compress, repeat
+from operator import add, itemgetter, not_
 from pathlib import Path
 from typing import NamedTuple
 
@@ -221,24 +223,59 @@ class ModuleFile:
             raise _fail(self.path, f"invalid ELF section header size {self.e_shentsize}")
         if shoff >= n or shnum * shdr.size > n - shoff:
             raise _fail(self.path, "truncated (section header table past end of file)")
-        raw = list(shdr.iter_unpack(memoryview(data)[shoff : shoff + shnum * shdr.size]))
+        table = memoryview(data)[shoff : shoff + shnum * shdr.size]
+        if _NATIVE_LE and self.elf_class == 2 and self.elf_data == 1:
+            # columns straight out of the mapped table: a handful of C calls per file
+            w, q = table.cast("I"), table.cast("Q")
+            self.sh_name, self.sh_type = w[0::16].tolist(), w[1::16].tolist()
+            self.sh_flags, self.sh_offset, self.sh_size = (
+                q[1::8].tolist(),
+                q[3::8].tolist(),
+                q[4::8].tolist(),
+            )
+            self.sh_link, self.sh_info = w[10::16].tolist(), w[11::16].tolist()
+            self.sh_entsize = q[7::8].tolist()
+        else:
+            raw = list(shdr.iter_unpack(table))
+            cols = list(zip(*raw, strict=True))
+            self.sh_name, self.sh_type, self.sh_flags = list(cols[0]), list(cols[1]), list(cols[2])
+            self.sh_offset, self.sh_size, self.sh_link = list(cols[4]), list(cols[5]), list(cols[6])
+            self.sh_info, self.sh_entsize = list(cols[7]), list(cols[9])
+            self.__dict__["_raw"] = raw
         if shstrndx >= shnum:
             raise _fail(self.path, f"invalid section name table index {shstrndx}")
-        s_off, s_size = raw[shstrndx][4], raw[shstrndx][5]
+        s_off, s_size = self.sh_offset[shstrndx], self.sh_size[shstrndx]
         if s_size == 0 or s_off + s_size > n:
             raise _fail(self.path, "truncated (section name table past end of file)")
         names = data[s_off : s_off + s_size]
         self.shstrtab_terminated = names[-1] == 0
         if not self.shstrtab_terminated:
             names += b"\0"
-        cut = [i for i, r in enumerate(raw) if r[4] + r[5] > n and r[1] != SHT_NOBITS and i]
-        if cut:
-            raise _fail(self.path, f"truncated (section {cut[0]} extends past end of file)")
-        self._raw = raw
+        ends = list(map(add, self.sh_offset, self.sh_size))
+        if max(ends) > n:
+            cut = [i for i, e in enumerate(ends) if e > n and self.sh_type[i] != SHT_NOBITS and i]
+            if cut:
+                raise _fail(self.path, f"truncated (section {cut[0]} extends past end of file)")
+        self._shdr_at = (shoff, shdr)
         self._names = names
-        self._name_offs = [r[0] for r in raw]
+        self._name_offs = self.sh_name
         self._found: dict[str, list[int]] = {}
         self._secs: dict[int, Section] = {}
+
+    def header(self, i: int) -> tuple:
+        """Section header i as a tuple (sh_name, type, flags, addr, offset, size, link,
+        info, addralign, entsize)."""
+        shoff, shdr = self._shdr_at
+        return shdr.unpack_from(self.data, shoff + i * shdr.size)
+
+    @cached_property
+    def _raw(self) -> list[tuple]:
+        """Every section header as a tuple (sh_name, type, flags, addr, offset, size, link,
+        info, addralign, entsize), decoded only when asked."""
+        shoff, shdr = self._shdr_at
+        return list(
+            shdr.iter_unpack(memoryview(self.data)[shoff : shoff + self.e_shnum * shdr.size])
+        )
 
     def _indices(self, name: str) -> list[int]:
         """Indices of every section called name, ascending (names may share string tails)."""
@@ -263,14 +300,23 @@ class ModuleFile:
         return sec
 
     def _make_section(self, i: int) -> Section:
-        r = self._raw[i]
-        nm = r[0]
-        name = self._names[nm : self._names.find(b"\0", nm)] if nm < len(self._names) else b""
-        return Section(i, name.decode("latin-1"), r[1], r[2], r[4], r[5], r[6], r[7], r[9])
+        nm, names = self.sh_name[i], self._names
+        name = names[nm : names.find(b"\0", nm)] if nm < len(names) else b""
+        return Section(
+            i,
+            name.decode("latin-1"),
+            self.sh_type[i],
+            self.sh_flags[i],
+            self.sh_offset[i],
+            self.sh_size[i],
+            self.sh_link[i],
+            self.sh_info[i],
+            self.sh_entsize[i],
+        )
 
     @cached_property
     def sections(self) -> list[Section]:
-        return [self._section(i) for i in range(len(self._raw))]
+        return [self._section(i) for i in range(self.e_shnum)]
 
     def count_sections(self, name: str) -> int:
         return len(self._indices(name))
@@ -336,7 +382,10 @@ class ModuleFile:
 
     @property
     def symtab_indices(self) -> list[int]:
-        return [i for i, r in enumerate(self._raw) if r[1] == SHT_SYMTAB]
+        types = self.sh_type
+        if SHT_SYMTAB not in types:
+            return []
+        return [i for i, t in enumerate(types) if t == SHT_SYMTAB]
 
     def _symtab(self) -> tuple[list[tuple], bytes]:
         """Raw records of the first symbol table (null symbol dropped) and its string table."""
@@ -382,26 +431,35 @@ class ModuleFile:
         table and only the hits are decoded. None: use the general path."""
         if not (_NATIVE_LE and self.elf_class == 2 and self.elf_data == 1):
             return None
+        found = self.__dict__.get("_undef")
+        if found is not None:
+            return found
         tabs = self.symtab_indices
-        if not tabs or not 0 < self._raw[tabs[0]][6] < len(self._raw):
+        link = self.sh_link[tabs[0]] if tabs else 0
+        if not tabs or not 0 < link < self.e_shnum:
             return []
-        tab, strtab = self._raw[tabs[0]], self._raw[self._raw[tabs[0]][6]]
-        strs = self.data[strtab[4] : strtab[4] + strtab[5]] if strtab[1] != SHT_NOBITS else b""
-        body = memoryview(self.data)[tab[4] : tab[4] + tab[5] // 24 * 24]
+        off, size = self.sh_offset[tabs[0]], self.sh_size[tabs[0]]
+        s_off, s_size = self.sh_offset[link], self.sh_size[link]
+        strs = self.data[s_off : s_off + s_size] if self.sh_type[link] != SHT_NOBITS else b""
+        body = memoryview(self.data)[off : off + size // 24 * 24]
         column = body.cast("H")[3::12].tolist()  # st_shndx of every symbol
-        names = body.cast("I")[0::6]
-        infos = body[4::24]
-        text = strs.decode("latin-1") + "\0"
-        find, size, out, i = text.find, len(text), [], 0  # symbol 0 is the null symbol
-        index = column.index
-        try:
-            while True:
-                i = index(0, i + 1)  # next SHN_UNDEF, scanned in C
-                nm = names[i]
-                if 0 < nm < size:
-                    out.append((text[nm : find("\0", nm)], infos[i]))
-        except ValueError:
-            pass
+        if not column:
+            return []
+        column[0] = 1  # symbol 0 is the null symbol
+        # everything below iterates in C: indices of SHN_UNDEF entries, their st_name and
+        # st_info, then the names cut out of the string table
+        idx = list(compress(range(len(column)), map(not_, column)))
+        if not idx:
+            out: list[tuple[str, int]] = []
+        else:
+            pick = itemgetter(*idx) if len(idx) > 1 else (lambda seq: (seq[idx[0]],))
+            offs = pick(body.cast("I")[0::6].tolist())
+            infos = pick(body[4::24].tolist())
+            text = strs.decode("latin-1") + "\0"
+            ends = map(text.find, repeat("\0"), offs)
+            names = map(text.__getitem__, map(slice, offs, ends))
+            out = [pair for pair in zip(names, infos, strict=True) if pair[0]]
+        self.__dict__["_undef"] = out
         return out
 
     @cached_property
@@ -409,7 +467,9 @@ class ModuleFile:
         """Names of the undefined, non-weak symbols (what must resolve)."""
         fast = self._undefined_fast()
         if fast is not None:
-            return frozenset([n for n, info in fast if info >> 4 != STB_WEAK and n])
+            if any(info >> 4 == STB_WEAK for info in set(map(itemgetter(1), fast))):
+                return frozenset([n for n, info in fast if info >> 4 != STB_WEAK])
+            return frozenset(map(itemgetter(0), fast))
         return frozenset([s.name for s in self.undefined_symbols if s.bind != STB_WEAK])
 
     @cached_property
@@ -417,8 +477,8 @@ class ModuleFile:
         if _NATIVE_LE and self.elf_class == 2 and self.elf_data == 1:
             tabs = self.symtab_indices
             if tabs:
-                tab = self._raw[tabs[0]]
-                body = memoryview(self.data)[tab[4] : tab[4] + tab[5] // 24 * 24]
+                off, size = self.sh_offset[tabs[0]], self.sh_size[tabs[0]]
+                body = memoryview(self.data)[off : off + size // 24 * 24]
                 if SHN_COMMON not in body.cast("H")[3::12].tolist():
                     return []
         return self._symbols(lambda shndx: shndx == SHN_COMMON)

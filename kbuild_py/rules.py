@@ -48,12 +48,11 @@ def elf_header(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
             f"Invalid ELF header type: {m.e_type} != {ET_REL}",
             "a module is a relocatable object (.ko from Kbuild), not an executable or library",
         )
-    s0 = m._raw[0]
-    if s0[1] != 0 or s0[5] != 0 or s0[3] != 0:
+    if m.sh_type[0] != 0 or m.sh_size[0] != 0 or m.header(0)[3] != 0:
         yield _f(
             "elf-header",
             "error",
-            f"ELF Spec violation: section 0 type({s0[1]})!=SH_NULL or non-zero len or addr",
+            f"ELF Spec violation: section 0 type({m.sh_type[0]})!=SH_NULL or non-zero len or addr",
         )
     if not m.shstrtab_terminated:
         yield _f(
@@ -86,7 +85,7 @@ def elf_symtab(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
             "do not strip modules with --strip-all; use --strip-debug (INSTALL_MOD_STRIP=1)",
         )
         return
-    link = m._raw[tabs[0]][6]
+    link = m.sh_link[tabs[0]]
     if link == SHN_UNDEF or link >= m.e_shnum:
         yield _f(
             "elf-symtab",
@@ -98,8 +97,9 @@ def elf_symtab(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
 
 @rule("elf-wx", "error", "no section is both writable and executable")
 def elf_wx(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
-    for i, r in enumerate(m._raw):
-        if r[2] & SHF_WRITE and r[2] & SHF_EXECINSTR:
+    wx = SHF_WRITE | SHF_EXECINSTR
+    for i, flags in enumerate(m.sh_flags):
+        if flags & wx == wx:
             sec = m.sections[i]
             yield _f(
                 "elf-wx",
