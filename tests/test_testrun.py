@@ -331,9 +331,17 @@ def test_cli_prebuilt_scaffolded_module_json_and_junit(built_hello, host_release
 @pytest.mark.headers
 def test_cli_builds_the_project_then_boots_it(scaffold, host_release) -> None:  # type: ignore[no-untyped-def]
     project = scaffold("hello_module")
+    toml = project / "kmod.toml"
+    assert '# script = "tests/smoke.sh"' in toml.read_text()
+    toml.write_text(toml.read_text().replace('# script = "tests/smoke.sh"',
+                                             'script = "tests/smoke.sh"'))
+    (project / "tests").mkdir()
+    (project / "tests" / "smoke.sh").write_text(
+        "test -d /sys/module/hello_module/sections && echo smoke ok\n")
     res = runner.invoke(app, ["test", str(project), "--kernel", host_release])
     assert res.exit_code == 0, res.output
     assert f"PASS    {host_release}" in res.output and "taint OE" in res.output
+    assert "script: ok" in res.output and "| smoke ok" in res.output  # [test] script
     assert "hello_module: loaded" in res.output and "hello_module: unloaded" in res.output
     assert (project / ".kmod-py" / host_release / "test-console.log").is_file()
 
