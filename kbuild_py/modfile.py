@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import compress, repeat
-from operator import add, itemgetter, not_
+from operator import add, itemgetter, methodcaller, not_
 from pathlib import Path
 from typing import NamedTuple
 
@@ -286,8 +286,13 @@ class ModuleFile:
         names, offs, out = self._names, self._name_offs, []
         pos = names.find(key)
         while pos >= 0:
-            if pos in offs:
-                out += [i for i, o in enumerate(offs) if o == pos]
+            i = -1
+            try:
+                while True:  # list.index scans in C; names rarely repeat
+                    i = offs.index(pos, i + 1)
+                    out.append(i)
+            except ValueError:
+                pass
             pos = names.find(key, pos + 1)
         out.sort()
         self._found[name] = out
@@ -341,8 +346,15 @@ class ModuleFile:
         if sec is None:
             raise _fail(self.path, "no .modinfo section (not a kernel module)")
         text = self.section_data(sec).decode("utf-8", "surrogateescape")
-        entries = [s.partition("=")[::2] for s in text.split("\0") if s]
+        parts = [s for s in text.split("\0") if s]
+        entries = [s.partition("=")[::2] for s in parts]
         self.modinfo: list[tuple[str, str]] = entries  # type: ignore[assignment]
+        # strings without '=' (the kernel's get_modinfo never matches them)
+        self.modinfo_malformed = (
+            []
+            if text.count("=") >= len(parts) and all(map(methodcaller("__contains__", "="), parts))
+            else [s for s in parts if "=" not in s]
+        )
         self._first = {k: v for k, v in reversed(entries)}
 
     def get(self, key: str) -> str | None:
@@ -382,10 +394,16 @@ class ModuleFile:
 
     @property
     def symtab_indices(self) -> list[int]:
-        types = self.sh_type
-        if SHT_SYMTAB not in types:
-            return []
-        return [i for i, t in enumerate(types) if t == SHT_SYMTAB]
+        found = self.__dict__.get("_symtabs")
+        if found is None:
+            types = self.sh_type
+            count = types.count(SHT_SYMTAB)
+            if count == 1:
+                found = [types.index(SHT_SYMTAB)]
+            else:
+                found = [i for i, t in enumerate(types) if t == SHT_SYMTAB]
+            self.__dict__["_symtabs"] = found
+        return found
 
     def _symtab(self) -> tuple[list[tuple], bytes]:
         """Raw records of the first symbol table (null symbol dropped) and its string table."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import repeat
+from operator import and_
 
 from kbuild_py.checks import Finding, Skip, TargetInfo, rule
 from kbuild_py.modfile import (
@@ -98,6 +100,8 @@ def elf_symtab(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
 @rule("elf-wx", "error", "no section is both writable and executable")
 def elf_wx(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
     wx = SHF_WRITE | SHF_EXECINSTR
+    if wx not in map(and_, m.sh_flags, repeat(wx)):  # scanned in C
+        return
     for i, flags in enumerate(m.sh_flags):
         if flags & wx == wx:
             sec = m.sections[i]
@@ -140,8 +144,7 @@ def elf_sections(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
 
 @rule("modinfo-format", "warning", ".modinfo entries are key=value strings")
 def modinfo_format(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
-    raw = m.section_data(m.section(".modinfo"))  # type: ignore[arg-type]
-    bad = [s.decode("latin-1") for s in raw.split(b"\0") if s and b"=" not in s]
+    bad = m.modinfo_malformed
     if bad:
         yield _f(
             "modinfo-format",
@@ -281,6 +284,8 @@ def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
         versions = m.versions
     else:  # the usual case: compare raw records, decode only those that differ
         versions = [m.decode_version(r) for r in set(records) - t.version_records]
+        if not versions:
+            return
     for sym, crc in sorted(set(versions) - t.crc_pairs):
         exp = t.exports.get(sym)
         if exp is not None and exp.crc and exp.crc != crc:
