@@ -237,3 +237,29 @@ def test_target_tables_cached_on_disk(tree: BuildTree, tmp_path: Path) -> None:
     lines = other.symvers_path.read_text().splitlines()
     other.symvers_path.write_text("\n".join(lines[:100]) + "\n")  # a changed file is seen
     assert len(build_target_info(other).names) == 100
+
+
+def test_header_fields_the_loader_checks(
+    built_hello: Path, tree: BuildTree, tmp_path: Path
+) -> None:
+    """e_type and e_machine edited in a copy of a real module (as another toolchain would emit)."""
+    data = bytearray(built_hello.read_bytes())
+    exe = tmp_path / "exe" / "hello_module.ko"
+    exe.parent.mkdir()
+    exe.write_bytes(bytes(data[:16]) + struct.pack("<H", 2) + bytes(data[18:]))
+    assert errors(check_module(exe, None)) == [("elf-header", "Invalid ELF header type: 2 != 1")]
+    arm = tmp_path / "hello_module.ko"
+    arm.write_bytes(bytes(data[:18]) + struct.pack("<H", 183) + bytes(data[20:]))
+    assert check_module(arm, None).ok  # the machine needs a target to judge
+    ((rule_id, msg),) = errors(check_module(arm, tree))
+    assert rule_id == "elf-machine" and msg.startswith("Invalid architecture in ELF header: 183")
+
+
+def test_modinfo_string_without_equals(mods, tmp_path: Path) -> None:
+    odd = checkdata.patch_modinfo(
+        mods["parms"], tmp_path / "parms.ko", b"author=kmod-py tests", b"author kmod-py tests"
+    )
+    r = check_module(odd, None)
+    assert r.ok  # a warning: the kernel ignores such strings
+    (f,) = [f for f in r.findings if f.rule_id == "modinfo-format"]
+    assert f.severity == "warning" and "'author kmod-py tests'" in f.message

@@ -188,3 +188,19 @@ def require_tools(*names: str) -> None:
 
     for n in names:
         require(shutil.which(n) is not None, n)
+
+
+def test_pkcs7_fast_path_equals_der_parse(image_modules) -> None:
+    from kbuild_py.signature import parse_pkcs7_der
+
+    for path in image_modules[:50]:
+        sig = read_module(path).signature
+        assert sig is not None
+        assert sig.pkcs7 == parse_pkcs7_der(sig.blob)
+
+
+@pytest.fixture(scope="session")
+def image_modules(host_release: str) -> list[Path]:
+    from kbuild_py.kimage import fetch_kernel
+
+    return fetch_kernel(host_release).module_files()
