@@ -218,3 +218,18 @@ def test_modinfo_parity_session_modules(mods, copies) -> None:
     for p in paths:
         theirs = subprocess.run(["modinfo", str(p)], capture_output=True, timeout=60).stdout
         assert modinfo_text(read_module(p)).encode() == theirs, p
+
+
+@pytest.mark.docker
+def test_check_against_container_kernels(mods, debian_targets, host_release: str) -> None:
+    """--kernel debian:SUITE reads the build tree out of the kernel-headers image: a module
+    built for the host's 6.1 headers is refused by the newest Debian kernel (vermagic)."""
+    newest = debian_targets["debian:trixie-backports"]
+    res = check(mods["parms"], "--kernel", "debian:trixie-backports")
+    assert res.exit_code == 1, res.output
+    assert f"rules against {newest.release}" in res.stdout
+    magic = read_module(mods["parms"]).vermagic
+    assert (
+        f"ERROR    vermagic             parms: version magic '{magic}'"
+        f" should be '{newest.tree.vermagic}'"
+    ) in res.stdout
