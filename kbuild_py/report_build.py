@@ -24,7 +24,7 @@ def live_line(line: str, prefix: str = "", verbose: bool = False) -> str | None:
 def _vermagic(res: BuildResult, ko: Path) -> str:
     for rep in res.reports:
         if rep.path == ko:
-            return (rep.vermagic or "").strip()
+            return rep.vermagic or ""
     return ""
 
 
@@ -58,7 +58,7 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         out.append("  " + paint(d.text, "yellow"))
     for ko in res.modules:
         rel = ko.relative_to(project) if ko.is_relative_to(project) else ko
-        out.append(f"  {rel}  {human_size(ko.stat().st_size)}  vermagic: {_vermagic(res, ko)}")
+        out.append(f"  {rel}  {human_size(ko.stat().st_size)}  vermagic: {_vermagic(res, ko).strip()}")
     for rep in res.reports:
         for f in rep.findings:
             if f.severity == "info":
@@ -74,7 +74,7 @@ def summary_table(results: Sequence[BuildResult]) -> str:
     rows = []
     for r in results:
         kos = ", ".join(k.name for k in r.modules) or "-"
-        vm = "; ".join(sorted({_vermagic(r, k) for k in r.modules})) or "-"
+        vm = "; ".join(sorted({_vermagic(r, k).strip() for k in r.modules})) or "-"
         rows.append([
             r.target.release, r.target.compiler or "?", result_label(r),
             str(len(r.warnings)), kos, vm, f"{r.duration:.1f}s",
