@@ -406,3 +406,45 @@ def test_scaffolded_module_passes_on_three_debian_kernels(scaffold, debian_targe
         ["ext4"], moddeps.builtin_names(newest.modules_dir))
     assert deps[-1].name == "ext4" and deps[-1].path.name.endswith((".ko.xz", ".ko.zst"))
     assert all(d.elf().startswith(b"\x7fELF") for d in deps)
+
+
+PARALLEL_SCRIPT = """
+import signal, sys
+from pathlib import Path
+from kbuild_py import testrun as tr
+
+def stop(*_):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, stop)
+ko, release, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+jobs = [tr.KernelTest(n, release, (ko,), out / n) for n in ("a", "b", "c")]
+tr.run_all(jobs, tr.TestOptions(timeout=300, accel="tcg"), parallel=2)
+"""
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_sigterm_during_parallel_boots_kills_every_guest(modules, image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-c", PARALLEL_SCRIPT, str(modules["kmodpy_hang"]),
+                             image.release, str(tmp_path)], env=env)
+    try:
+        logs = [tmp_path / n / "test-console.log" for n in ("a", "b")]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all(p.is_file() and "begin insmod" in p.read_text("utf-8", "replace")
+                   for p in logs):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the two guests never reached insmod")
+        assert len(qemus_under(tmp_path)) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    assert not qemus_under(tmp_path), "a worker's QEMU outlived the interrupted run"
+    assert not (tmp_path / "c" / "test-console.log").exists(), "a guest started after SIGTERM"
