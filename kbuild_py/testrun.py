@@ -253,6 +253,8 @@ def jobs_from_builds(builds: Sequence, project: Path) -> tuple[list[KernelTest],
     failed: list[TestResult] = []
     for b in builds:
         t = b.target
+        if b.built and b.modules and any(j.release == t.release for j in jobs):
+            continue  # two specs for one release: one boot (they share the output dir)
         if b.built and b.modules:
             jobs.append(KernelTest(t.spec, t.release, tuple(b.modules),
                                    output_dir(project, t.release), t.suite))

@@ -65,7 +65,7 @@ def test_builds_become_jobs_or_error_results(tmp_path: Path) -> None:
                          log_path=tmp_path / "build.log")
     bad = SimpleNamespace(target=SimpleNamespace(spec="x", release="7.0-amd64", suite=None),
                           built=False, modules=[], error=None, log_path=tmp_path / "b.log")
-    jobs, failed = tr.jobs_from_builds([ok, bad], tmp_path)
+    jobs, failed = tr.jobs_from_builds([ok, bad, ok], tmp_path)  # same release twice: one job
     assert jobs == [tr.KernelTest("debian:bookworm", "6.1.0-9-amd64", (tmp_path / "m.ko",),
                                tmp_path / ".kmod-py" / "6.1.0-9-amd64", "bookworm")]
     assert failed[0].status == "error" and "build failed" in (failed[0].error or "")

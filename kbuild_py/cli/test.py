@@ -93,6 +93,7 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
         pairs = [(release, release, suite)]
     else:
         pairs = [(s, *tr.release_for_spec(s, mirror)) for s in specs]
+        pairs = [p for i, p in enumerate(pairs) if p[1] not in {q[1] for q in pairs[:i]}]
     project = kos[0].resolve().parent
     return [tr.KernelTest(label, rel, tuple(kos), output_dir(project, rel), suite)
             for label, rel, suite in pairs], []
