@@ -30,8 +30,10 @@ def main() -> None:
     help_t = timed([KMOD, "--help"])
     new_help = timed([KMOD, "new", "--help"])
     print(f"python -c pass       {anchor * 1000:7.1f} ms  (anchor)")
-    print(f"kmod-py --help       {help_t * 1000:7.1f} ms  ratio {help_t / anchor:5.2f}x  "
-          f"overhead {(help_t - anchor) * 1000:6.1f} ms")
+    print(
+        f"kmod-py --help       {help_t * 1000:7.1f} ms  ratio {help_t / anchor:5.2f}x  "
+        f"overhead {(help_t - anchor) * 1000:6.1f} ms"
+    )
     print(f"kmod-py new --help   {new_help * 1000:7.1f} ms  ratio {new_help / anchor:5.2f}x")
     print(f"goal: kmod-py --help <= 150 ms -> {'met' if help_t <= 0.150 else 'NOT met'}")
 

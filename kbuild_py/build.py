@@ -24,8 +24,21 @@ from kbuild_py.paths import output_dir
 
 # Files Kbuild writes; never copied from the user's tree into an output directory.
 BUILD_OUTPUTS = (
-    "*.o", "*.ko", "*.ko.*", "*.mod", "*.mod.c", "*.a", ".*.cmd", "*.cmd", ".*.d", "*.dwo",
-    "*.symtypes", "Module.symvers", "Module.markers", "modules.order", ".module-common.o",
+    "*.o",
+    "*.ko",
+    "*.ko.*",
+    "*.mod",
+    "*.mod.c",
+    "*.a",
+    ".*.cmd",
+    "*.cmd",
+    ".*.d",
+    "*.dwo",
+    "*.symtypes",
+    "Module.symvers",
+    "Module.markers",
+    "modules.order",
+    ".module-common.o",
     "*.tmp",
 )
 SKIP_DIRS = {".kmod-py", ".git", ".hg", ".svn", ".tmp_versions", "__pycache__", ".venv"}
@@ -48,8 +61,9 @@ class Diagnostic:
     line: int | None = None
 
 
-def parse_diagnostic(line: str, outdir: Path | None = None, project: Path | None = None
-                     ) -> Diagnostic | None:
+def parse_diagnostic(
+    line: str, outdir: Path | None = None, project: Path | None = None
+) -> Diagnostic | None:
     """A compiler/modpost/make diagnostic in one output line, or None."""
     text = line.rstrip()
     if outdir is not None and project is not None:
@@ -192,11 +206,18 @@ def build_one(
                 on_line(target, line)
 
         res = target.runner.run(
-            argv, cwd=outdir, env={"LC_ALL": "C", **(env or {})}, timeout=opts.timeout,
+            argv,
+            cwd=outdir,
+            env={"LC_ALL": "C", **(env or {})},
+            timeout=opts.timeout,
             on_line=line_seen,
         )
         log.write(f"# exit {res.returncode}{' (timed out)' if res.timed_out else ''}\n")
-    result.returncode, result.timed_out, result.duration = res.returncode, res.timed_out, res.duration
+    result.returncode, result.timed_out, result.duration = (
+        res.returncode,
+        res.timed_out,
+        res.duration,
+    )
     if result.timed_out:
         result.error = f"build timed out after {opts.timeout:.0f} s"
     result.modules = sorted(outdir.rglob("*.ko"))
@@ -204,8 +225,7 @@ def build_one(
         from kbuild_py.checks import check_module
 
         result.reports = [
-            check_module(ko, target.tree, extra_symvers=opts.extra_symvers)
-            for ko in result.modules
+            check_module(ko, target.tree, extra_symvers=opts.extra_symvers) for ko in result.modules
         ]
     return result
 
@@ -235,8 +255,13 @@ def build_all(
             if not isinstance(err, KmodError):
                 raise
             outdir = output_dir(project, target.release)
-            res = BuildResult(target, outdir, outdir / "build.log", error=err.message,
-                              duration=time.monotonic() - started)
+            res = BuildResult(
+                target,
+                outdir,
+                outdir / "build.log",
+                error=err.message,
+                duration=time.monotonic() - started,
+            )
         results[i] = res
         if on_done:
             on_done(res)
@@ -267,8 +292,11 @@ def compiler_in_use(target: Target, make_vars: Mapping[str, str]) -> str:
     """First line of `CC --version` for the compiler this build will use (via the runner)."""
     if "LLVM" in make_vars:
         llvm = make_vars["LLVM"]
-        cc = f"clang{llvm}" if llvm.startswith("-") else (
-            f"{llvm}clang" if llvm.endswith("/") else "clang")
+        cc = (
+            f"clang{llvm}"
+            if llvm.startswith("-")
+            else (f"{llvm}clang" if llvm.endswith("/") else "clang")
+        )
     else:
         cc = make_vars.get("CC") or kernel_compiler_program(target.compiler) or "gcc"
         if target.where == "host" and not shutil.which(cc):

@@ -66,9 +66,10 @@ class BuildTree:
                 missing_tree_hint(release_hint or "<release>"),
             )
         tree = cls(p.resolve())
-        if not (tree.path / "include/generated/utsrelease.h").is_file() and not (
-            tree.path / "include/config/kernel.release"
-        ).is_file():
+        if (
+            not (tree.path / "include/generated/utsrelease.h").is_file()
+            and not (tree.path / "include/config/kernel.release").is_file()
+        ):
             raise NoBuildTreeError(
                 f"{p} is not a prepared kernel build tree (no include/generated/utsrelease.h)",
                 "point --kdir at /lib/modules/<release>/build or run `make modules_prepare` there",

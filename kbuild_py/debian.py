@@ -128,9 +128,7 @@ class Archive:
 
     def __init__(self, suite: str, mirror: str | None = None, arch: str = "amd64") -> None:
         if suite not in BASE_SUITE:
-            raise UsageError(
-                f"unknown Debian suite {suite!r}", f"use one of: {', '.join(SUITES)}"
-            )
+            raise UsageError(f"unknown Debian suite {suite!r}", f"use one of: {', '.join(SUITES)}")
         self.suite = suite
         self.mirror = mirror_url(mirror)
         self.arch = arch
@@ -201,7 +199,9 @@ class Archive:
         digest = hashlib.sha256(dest.read_bytes()).hexdigest()
         if pkg.sha256 and digest != pkg.sha256:
             dest.unlink(missing_ok=True)
-            raise MirrorError(f"{dest.name}: SHA256 mismatch", "run again; the mirror may be syncing")
+            raise MirrorError(
+                f"{dest.name}: SHA256 mismatch", "run again; the mirror may be syncing"
+            )
         return dest
 
 
@@ -216,7 +216,9 @@ def extract_deb(deb: Path, dest: Path) -> Path:
     try:
         subprocess.run(
             ["dpkg-deb", "-x", str(deb), str(dest)],
-            check=True, capture_output=True, timeout=600,
+            check=True,
+            capture_output=True,
+            timeout=600,
         )
     except FileNotFoundError as e:
         raise MirrorError("dpkg-deb not found", "apt-get install dpkg") from e

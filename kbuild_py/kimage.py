@@ -44,7 +44,8 @@ class KernelImage:
         """Every in-tree module file (.ko, .ko.xz, .ko.zst, .ko.gz), sorted."""
         kernel = self.modules_dir / "kernel"
         return sorted(
-            p for p in kernel.rglob("*")
+            p
+            for p in kernel.rglob("*")
             if p.name.endswith((".ko", ".ko.xz", ".ko.zst", ".ko.gz")) and p.is_file()
         )
 
@@ -67,7 +68,9 @@ def _apt_download(package: str, into: Path) -> Path | None:
     try:
         proc = subprocess.run(
             ["apt-get", "download", "-q", package],
-            cwd=into, capture_output=True, timeout=900,
+            cwd=into,
+            capture_output=True,
+            timeout=900,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -105,8 +108,10 @@ def fetch_deb(package: str, suite: str | None = None, mirror: str | None = None)
 def _split_image_parts(release: str, suite: str | None, mirror: str | None) -> list[Path]:
     """Debian 7.x: linux-image-R is a metapackage over linux-binary-R and linux-modules-R."""
     parts = []
-    for choices in ((f"linux-binary-{release}", f"linux-binary-unsigned-{release}"),
-                    (f"linux-modules-{release}",)):
+    for choices in (
+        (f"linux-binary-{release}", f"linux-binary-unsigned-{release}"),
+        (f"linux-modules-{release}",),
+    ):
         last: MirrorError | None = None
         for package in choices:
             try:

@@ -1,20 +1,20 @@
 """kmod.toml, the project file, and finding a module directory.
 
-    [module]
-    name = "hello_module"          # or modules = ["a", "b"] for several
-    license = "GPL"
-    author = "..."
-    description = "..."
-    version = "0.1.0"
+[module]
+name = "hello_module"          # or modules = ["a", "b"] for several
+license = "GPL"
+author = "..."
+description = "..."
+version = "0.1.0"
 
-    [build]
-    kernels = ["debian:bookworm", "debian:trixie"]   # empty: the running kernel
-    make_vars = { W = "1" }
+[build]
+kernels = ["debian:bookworm", "debian:trixie"]   # empty: the running kernel
+make_vars = { W = "1" }
 
-    [test]
-    params = { debug = "1" }       # module parameters for insmod
-    script = "tests/smoke.sh"      # run in the guest after insmod
-    timeout = 120
+[test]
+params = { debug = "1" }       # module parameters for insmod
+script = "tests/smoke.sh"      # run in the guest after insmod
+timeout = 120
 """
 
 from __future__ import annotations

@@ -33,8 +33,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     for row in rows:
         for i in range(cols):
             widths[i] = max(widths[i], len(str(row[i])))
+
     def line(cells: Sequence[str]) -> str:
         return "  ".join(str(c).ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
+
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)

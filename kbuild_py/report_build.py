@@ -48,7 +48,8 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         return out
     if not res.built:
         out.append(paint(f"{head}: build failed (make exit {res.returncode})", "red"))
-        for d in res.errors or res.diagnostics:
+        # compiler diagnostics (file:line:col) first, make's own "***" lines after them
+        for d in sorted(res.errors or res.diagnostics, key=lambda d: d.file is None):
             out.append("  " + paint(d.text, "red" if d.kind == "error" else "yellow"))
         out.append(f"  full log: {res.log_path}")
         return out
@@ -58,7 +59,8 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         out.append("  " + paint(d.text, "yellow"))
     for ko in res.modules:
         rel = ko.relative_to(project) if ko.is_relative_to(project) else ko
-        out.append(f"  {rel}  {human_size(ko.stat().st_size)}  vermagic: {_vermagic(res, ko).strip()}")
+        size = human_size(ko.stat().st_size)
+        out.append(f"  {rel}  {size}  vermagic: {_vermagic(res, ko).strip()}")
     for rep in res.reports:
         for f in rep.findings:
             if f.severity == "info":
@@ -75,39 +77,48 @@ def summary_table(results: Sequence[BuildResult]) -> str:
     for r in results:
         kos = ", ".join(k.name for k in r.modules) or "-"
         vm = "; ".join(sorted({_vermagic(r, k).strip() for k in r.modules})) or "-"
-        rows.append([
-            r.target.release, r.target.compiler or "?", result_label(r),
-            str(len(r.warnings)), kos, vm, f"{r.duration:.1f}s",
-        ])
+        rows.append(
+            [
+                r.target.release,
+                r.target.compiler or "?",
+                result_label(r),
+                str(len(r.warnings)),
+                kos,
+                vm,
+                f"{r.duration:.1f}s",
+            ]
+        )
     return table(["kernel", "compiler", "result", "warnings", ".ko", "vermagic", "time"], rows)
 
 
 def to_json(results: Sequence[BuildResult]) -> str:
     doc = []
     for r in results:
-        doc.append({
-            "kernel": r.target.spec,
-            "release": r.target.release,
-            "where": r.target.where,
-            "compiler": r.target.compiler,
-            "result": result_label(r),
-            "ok": r.ok,
-            "returncode": r.returncode,
-            "duration": round(r.duration, 3),
-            "log": str(r.log_path),
-            "error": r.error,
-            "errors": [d.text for d in r.errors],
-            "warnings": [d.text for d in r.warnings],
-            "modules": [
-                {
-                    "path": str(k),
-                    "size": k.stat().st_size if k.exists() else None,
-                    "vermagic": _vermagic(r, k),
-                }
-                for k in r.modules
-            ],
-            "checks": [rep_json(rep) for rep in r.reports],
-        })
+        doc.append(
+            {
+                "kernel": r.target.spec,
+                "release": r.target.release,
+                "where": r.target.where,
+                "compiler": r.target.compiler,
+                "result": result_label(r),
+                "ok": r.ok,
+                "returncode": r.returncode,
+                "duration": round(r.duration, 3),
+                "log": str(r.log_path),
+                "error": r.error,
+                "errors": [d.text for d in r.errors],
+                "warnings": [d.text for d in r.warnings],
+                "modules": [
+                    {
+                        "path": str(k),
+                        "size": k.stat().st_size if k.exists() else None,
+                        "vermagic": _vermagic(r, k),
+                    }
+                    for k in r.modules
+                ],
+                "checks": [rep_json(rep) for rep in r.reports],
+            }
+        )
     return json.dumps(doc, indent=2)
 
 

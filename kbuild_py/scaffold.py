@@ -97,12 +97,13 @@ def license_warnings(license: str, allow_proprietary: bool) -> list[str]:
     if not allow_proprietary:
         raise UsageError(
             f"license {license!r} is not one the kernel treats as GPL-compatible",
-            "use one of: " + ", ".join(repr(x) for x in GPL_COMPATIBLE)
+            "use one of: "
+            + ", ".join(repr(x) for x in GPL_COMPATIBLE)
             + " — or pass --allow-proprietary",
         )
     return [
         f"license {license!r} is not GPL-compatible: loading it taints the kernel (P) and "
-        "the kernel refuses it every EXPORT_SYMBOL_GPL symbol (\"Unknown symbol\")"
+        'the kernel refuses it every EXPORT_SYMBOL_GPL symbol ("Unknown symbol")'
     ]
 
 
@@ -170,8 +171,10 @@ def scaffold_module(spec: ModuleSpec, parent: Path, force: bool = False) -> Scaf
     for name, text in files.items():
         target = dest / name
         if target.is_symlink() or (target.exists() and not target.is_file()):
-            raise UsageError(f"{target} is not a regular file; nothing more was written",
-                             "move it away and run again")
+            raise UsageError(
+                f"{target} is not a regular file; nothing more was written",
+                "move it away and run again",
+            )
         target.write_text(text)
         result.written.append(target)
     result.kept = [p for p in existing if p.name not in files]

@@ -73,7 +73,9 @@ def built_hello(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> Pa
 
     subprocess.run(
         ["make", "-C", str(host_kdir), f"M={project}", "modules"],
-        check=True, capture_output=True, timeout=600,
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     return project / "hello_module.ko"
 

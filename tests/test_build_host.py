@@ -38,12 +38,18 @@ def test_scaffolded_module_builds_clean_with_w1(scaffold, host_release: str) -> 
 
 def test_plain_make_works_without_kmod_py(scaffold, host_kdir: Path) -> None:
     project = scaffold("plain_mod")
-    proc = subprocess.run(["make", f"KDIR={host_kdir}"], cwd=project, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ["make", f"KDIR={host_kdir}"], cwd=project, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (project / "plain_mod.ko").is_file()
-    subprocess.run(["make", f"KDIR={host_kdir}", "clean"], cwd=project, check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        ["make", f"KDIR={host_kdir}", "clean"],
+        cwd=project,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert not (project / "plain_mod.ko").exists()
 
 
@@ -67,14 +73,18 @@ def test_existing_multi_module_directory(tmp_path: Path, host_release: str) -> N
         "all:\n\t$(MAKE) -C /lib/modules/$(shell uname -r)/build M=$(CURDIR) modules\n"
     )
     common = '#include <linux/module.h>\nMODULE_LICENSE("GPL");\n'
-    (d / "alpha.c").write_text(common + "static int __init a_init(void) { return 0; }\n"
-                               "module_init(a_init);\n")
-    (d / "beta_util.c").write_text('#include <linux/kernel.h>\n#include "beta.h"\n'
-                                   "int beta_value(void) { return 42; }\n")
+    (d / "alpha.c").write_text(
+        common + "static int __init a_init(void) { return 0; }\nmodule_init(a_init);\n"
+    )
+    (d / "beta_util.c").write_text(
+        '#include <linux/kernel.h>\n#include "beta.h"\nint beta_value(void) { return 42; }\n'
+    )
     (d / "beta.h").write_text("int beta_value(void);\n")
-    (d / "beta_main.c").write_text(common + '#include "beta.h"\n'
-                                   "static int __init b_init(void) { return beta_value() - 42; }\n"
-                                   "module_init(b_init);\n")
+    (d / "beta_main.c").write_text(
+        common + '#include "beta.h"\n'
+        "static int __init b_init(void) { return beta_value() - 42; }\n"
+        "module_init(b_init);\n"
+    )
     res = build(d, "--kernel", host_release, "--json")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -110,8 +120,9 @@ def test_compiler_mismatch_is_reported(scaffold, host_release: str) -> None:
     assert "kernel built by: gcc-12" in res.stderr
 
 
-def test_kdir_build_then_check_against_other_vermagic(scaffold, host_kdir: Path,
-                                                      tmp_path: Path) -> None:
+def test_kdir_build_then_check_against_other_vermagic(
+    scaffold, host_kdir: Path, tmp_path: Path
+) -> None:
     project = scaffold("vm")
     res = build(project, "--kdir", str(host_kdir))
     assert res.exit_code == 0, res.output
@@ -133,10 +144,18 @@ def test_console_script_and_python_m(scaffold, host_release: str) -> None:
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("kmod-py ")
     project = scaffold("cs")
-    proc = subprocess.run([sys.executable, "-m", "kbuild_py", "build", str(project), "--kernel",
-                           host_release], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kbuild_py", "build", str(project), "--kernel", host_release],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = subprocess.run([str(exe), "build", str(project), "--kernel", "0.0.1-nope"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(exe), "build", str(project), "--kernel", "0.0.1-nope"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ")

@@ -26,8 +26,9 @@ class FakeRunner:
         self.lines, self.rc, self.ko = lines, rc, ko
         self.calls: list[list[str]] = []
 
-    def run(self, argv, *, cwd=None, env: Mapping[str, str] | None = None, timeout=None,
-            on_line=None) -> Result:  # type: ignore[no-untyped-def]
+    def run(
+        self, argv, *, cwd=None, env: Mapping[str, str] | None = None, timeout=None, on_line=None
+    ) -> Result:  # type: ignore[no-untyped-def]
         self.calls.append(list(argv))
         for line in self.lines:
             if on_line:
@@ -37,7 +38,9 @@ class FakeRunner:
         return Result(self.rc)
 
 
-def fake_tree(tmp_path: Path, release: str = "6.1.0-9-amd64", cc: str = "gcc-12 (Debian) 12") -> BuildTree:
+def fake_tree(
+    tmp_path: Path, release: str = "6.1.0-9-amd64", cc: str = "gcc-12 (Debian) 12"
+) -> BuildTree:
     root = tmp_path / f"tree-{release}"
     (root / "include/generated").mkdir(parents=True)
     (root / "include/config").mkdir(parents=True)
@@ -50,7 +53,9 @@ def fake_tree(tmp_path: Path, release: str = "6.1.0-9-amd64", cc: str = "gcc-12 
 
 def target(tmp_path: Path, runner, release: str = "6.1.0-9-amd64", where: str = "img") -> Target:  # type: ignore[no-untyped-def]
     tree = fake_tree(tmp_path, release)
-    return Target(spec=release, release=release, tree=tree, kdir="/kdir", runner=runner, where=where)
+    return Target(
+        spec=release, release=release, tree=tree, kdir="/kdir", runner=runner, where=where
+    )
 
 
 def project(tmp_path: Path) -> Path:
@@ -91,7 +96,10 @@ def test_parse_diagnostics_and_path_mapping() -> None:
     d = parse_diagnostic('ERROR: modpost: "foo" [/o/m.ko] undefined!')
     assert d and d.kind == "error"
     assert parse_diagnostic("  CC [M]  /o/m.o") is None
-    assert parse_diagnostic("make[2]: *** [scripts/Makefile.build:250: /o/m.o] Error 1").kind == "error"
+    assert (
+        parse_diagnostic("make[2]: *** [scripts/Makefile.build:250: /o/m.o] Error 1").kind
+        == "error"
+    )
 
 
 def test_sources_copied_without_build_outputs(tmp_path: Path) -> None:
@@ -111,8 +119,13 @@ def test_build_all_runs_each_kernel_and_keeps_going(tmp_path: Path) -> None:
     bad_lines = [f"{p}/.kmod-py/6.12.0-1-amd64/m.c:1:1: error: boom", "make: *** [x] Error 2"]
     bad = target(tmp_path, FakeRunner(bad_lines, 2), "6.12.0-1-amd64")
     seen: list[str] = []
-    results = build_all(p, [ok, bad], BuildOptions(run_checks=False), jobs=2,
-                        on_line=lambda t, line: seen.append(t.release))
+    results = build_all(
+        p,
+        [ok, bad],
+        BuildOptions(run_checks=False),
+        jobs=2,
+        on_line=lambda t, line: seen.append(t.release),
+    )
     assert [r.target.release for r in results] == ["6.1.0-9-amd64", "6.12.0-1-amd64"]
     assert results[0].built and results[0].modules == [p / ".kmod-py/6.1.0-9-amd64/m.ko"]
     assert not results[1].built

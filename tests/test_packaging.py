@@ -16,7 +16,9 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
-        check=True, timeout=600, capture_output=True,
+        check=True,
+        timeout=600,
+        capture_output=True,
     )
     wheel = next(dist.glob("kmod_py-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -29,17 +31,40 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
     # Dependencies come from this environment's site-packages through PYTHONPATH
     # (no .pth processing there, so the editable kbuild_py stays out of sight).
     subprocess.run(
-        [str(vpy), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
-         str(wheel)], check=True, timeout=600, capture_output=True,
+        [
+            str(vpy),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
+        capture_output=True,
     )
     env = dict(os.environ, PYTHONPATH=sysconfig.get_paths()["purelib"])
     work = tmp_path / "work"
     work.mkdir()
-    where = subprocess.run([str(vpy), "-c", "import kbuild_py; print(kbuild_py.__file__)"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [str(vpy), "-c", "import kbuild_py; print(kbuild_py.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert where.stdout.startswith(str(venv)), where.stdout
-    proc = subprocess.run([str(venv / "bin" / "kmod-py"), "new", "wheel_mod"], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(venv / "bin" / "kmod-py"), "new", "wheel_mod"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "module_init(wheel_mod_init);" in (work / "wheel_mod" / "wheel_mod.c").read_text()
 

@@ -32,8 +32,13 @@ def test_full_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["[module\n", "build = 3\n", "[build]\nkernels = [1]\n", "[build]\nmake_vars = [1]\n",
-     '[test]\ntimeout = "x"\n'],
+    [
+        "[module\n",
+        "build = 3\n",
+        "[build]\nkernels = [1]\n",
+        "[build]\nmake_vars = [1]\n",
+        '[test]\ntimeout = "x"\n',
+    ],
 )
 def test_invalid_files_are_errors(tmp_path: Path, text: str) -> None:
     (tmp_path / "kmod.toml").write_text(text)

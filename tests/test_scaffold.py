@@ -18,7 +18,9 @@ runner = CliRunner()
 
 def test_rendered_files_match_golden() -> None:
     files = render(
-        ModuleSpec("hello_module", author="Ada Lovelace <ada@example.org>", description="Says hello")
+        ModuleSpec(
+            "hello_module", author="Ada Lovelace <ada@example.org>", description="Says hello"
+        )
     )
     assert sorted(files) == sorted(p.name for p in GOLDEN.iterdir())
     for name, text in files.items():
@@ -63,8 +65,17 @@ def test_kmod_toml_is_valid_and_complete() -> None:
 
 def test_gitignore_covers_kbuild_outputs() -> None:
     gi = render(ModuleSpec("m"))[".gitignore"].split()
-    for pat in ("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "Module.symvers", "modules.order",
-                ".module-common.o", ".kmod-py/"):
+    for pat in (
+        "*.o",
+        "*.ko",
+        "*.mod",
+        "*.mod.c",
+        ".*.cmd",
+        "Module.symvers",
+        "modules.order",
+        ".module-common.o",
+        ".kmod-py/",
+    ):
         assert pat in gi
 
 
@@ -109,8 +120,9 @@ def test_proprietary_needs_flag_and_warns(tmp_path: Path) -> None:
     res = runner.invoke(app, ["new", "m", "--dir", str(tmp_path), "--license", "Proprietary"])
     assert res.exit_code == 2 and "--allow-proprietary" in res.stderr
     assert not (tmp_path / "m").exists()
-    res = runner.invoke(app, ["new", "m", "--dir", str(tmp_path), "--license", "Proprietary",
-                              "--allow-proprietary"])
+    res = runner.invoke(
+        app, ["new", "m", "--dir", str(tmp_path), "--license", "Proprietary", "--allow-proprietary"]
+    )
     assert res.exit_code == 0, res.output
     assert "taints the kernel (P)" in res.stderr and "Unknown symbol" in res.stderr
     assert 'MODULE_LICENSE("Proprietary")' in (tmp_path / "m" / "m.c").read_text()
@@ -160,8 +172,9 @@ def test_name_collides_with_a_file(tmp_path: Path) -> None:
 
 
 def test_cli_new_creates_every_file(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["new", "hello_module", "--dir", str(tmp_path), "--author", "A",
-                              "--description", "D"])
+    res = runner.invoke(
+        app, ["new", "hello_module", "--dir", str(tmp_path), "--author", "A", "--description", "D"]
+    )
     assert res.exit_code == 0, res.output
     d = tmp_path / "hello_module"
     assert sorted(p.name for p in d.iterdir()) == sorted(

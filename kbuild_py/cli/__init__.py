@@ -8,7 +8,6 @@ that `kmod-py --help` stays fast.
 from __future__ import annotations
 
 import os
-import sys
 
 import typer
 from typer.core import TyperGroup
@@ -44,8 +43,9 @@ class _Group(TyperGroup):
                 "KMOD_PY_DEBUG"
             ):
                 raise
-            typer.secho(f"error: internal error: {type(err).__name__}: {err}", err=True,
-                        fg=typer.colors.RED)
+            typer.secho(
+                f"error: internal error: {type(err).__name__}: {err}", err=True, fg=typer.colors.RED
+            )
             typer.echo("hint: rerun with --debug for the traceback and report it", err=True)
             raise typer.Exit(2) from None
 

@@ -26,11 +26,17 @@ def _parse_vars(pairs: list[str]) -> dict[str, str]:
 
 @app.command()
 def build(
-    path: Path = typer.Argument(Path("."), help="Module directory (Kbuild or Makefile with obj-m)."),
+    path: Path = typer.Argument(
+        Path("."), help="Module directory (Kbuild or Makefile with obj-m)."
+    ),
     kernel: list[str] = typer.Option([], "--kernel", "-k", help="Kernel spec; repeat for several."),
     kdir: Path = typer.Option(None, "--kdir", help="A kernel build tree to build against."),
-    jobs: int = typer.Option(0, "-j", "--jobs", help="Kernels built at once (default: 1, or 2 for a matrix)."),
-    make_jobs: int = typer.Option(0, "--make-jobs", help="make -j inside each build (default: cores)."),
+    jobs: int = typer.Option(
+        0, "-j", "--jobs", help="Kernels built at once (default: 1, or 2 for a matrix)."
+    ),
+    make_jobs: int = typer.Option(
+        0, "--make-jobs", help="make -j inside each build (default: cores)."
+    ),
     make_var: list[str] = typer.Option([], "--make-var", help="Extra make variable VAR=VALUE."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing kernel."),
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror for container images."),
@@ -46,8 +52,9 @@ def build(
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
     opts = b.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
-    targets = resolve_targets(kernel, kdir, project.kernels, mirror=mirror,
-                              progress=lambda m: typer.echo(m, err=True))
+    targets = resolve_targets(
+        kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
+    )
     if make_jobs:
         opts.make_jobs = make_jobs
     jobs = jobs or (2 if len(targets) > 1 else 1)
@@ -61,10 +68,15 @@ def build(
         if t.where == "host":
             used = b.compiler_in_use(t, opts.make_vars)
             if b.compiler_mismatch(t.compiler, used):
-                typer.secho(f"warning: the compiler differs from the one used to build kernel "
-                            f"{t.release}", err=True, fg=typer.colors.YELLOW)
+                typer.secho(
+                    f"warning: the compiler differs from the one used to build kernel {t.release}",
+                    err=True,
+                    fg=typer.colors.YELLOW,
+                )
                 typer.echo(f"  kernel built by: {t.compiler}\n  you are using:   {used}", err=True)
-                typer.echo("hint: install the kernel's compiler or pass --make-var CC=...", err=True)
+                typer.echo(
+                    "hint: install the kernel's compiler or pass --make-var CC=...", err=True
+                )
 
     from kbuild_py.paths import output_dir
 
@@ -82,8 +94,15 @@ def build(
 
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        results = b.build_all(project_dir, targets, opts, jobs=jobs, fail_fast=fail_fast,
-                              on_line=on_line, on_done=on_done)
+        results = b.build_all(
+            project_dir,
+            targets,
+            opts,
+            jobs=jobs,
+            fail_fast=fail_fast,
+            on_line=on_line,
+            on_done=on_done,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
     if as_json:

@@ -26,8 +26,13 @@ def new(
     """Create a module project: NAME.c, Kbuild, Makefile, kmod.toml, .gitignore, README.md."""
     from kbuild_py.scaffold import ModuleSpec, scaffold_module
 
-    spec = ModuleSpec(name=name, license=license, author=author, description=description,
-                      allow_proprietary=allow_proprietary)
+    spec = ModuleSpec(
+        name=name,
+        license=license,
+        author=author,
+        description=description,
+        allow_proprietary=allow_proprietary,
+    )
     result = scaffold_module(spec, dir, force=force)
     for w in result.warnings:
         typer.secho(f"warning: {w}", err=True, fg=typer.colors.YELLOW)
@@ -35,6 +40,8 @@ def new(
     for f in result.written:
         typer.echo(f"  {f.relative_to(result.path)}")
     if result.kept:
-        typer.echo(f"kept {len(result.kept)} file(s) of yours untouched: "
-                   + ", ".join(p.name for p in result.kept))
+        typer.echo(
+            f"kept {len(result.kept)} file(s) of yours untouched: "
+            + ", ".join(p.name for p in result.kept)
+        )
     typer.echo(f"next: cd {result.path} && kmod-py build")
