@@ -448,3 +448,36 @@ def test_sigterm_during_parallel_boots_kills_every_guest(modules, image, tmp_pat
     time.sleep(0.5)
     assert not qemus_under(tmp_path), "a worker's QEMU outlived the interrupted run"
     assert not (tmp_path / "c" / "test-console.log").exists(), "a guest started after SIGTERM"
+
+
+def test_missing_kernel_image_is_an_error_result(tmp_path: Path) -> None:
+    from kbuild_py.errors import MirrorError
+
+    def no_image(release: str, suite: str | None):  # type: ignore[no-untyped-def]
+        raise MirrorError(f"package linux-image-{release} not found", "check the release")
+
+    job = tr.KernelTest("x", "9.9.9-amd64", (tmp_path / "m.ko",), tmp_path / "out")
+    r = tr.run_one(job, tr.TestOptions(), fetch=no_image, busybox=Path("/bin/busybox"))
+    assert r.status == "error" and r.verdict is None
+    assert r.error == "package linux-image-9.9.9-amd64 not found (hint: check the release)"
+
+
+class BrokenQemu:
+    def run(self, argv, console, *, timeout, silence_deadline=None, on_output=None):  # type: ignore[no-untyped-def]
+        console.write_text("")
+        return qemu.RunOutcome(1, 0.1, stderr="qemu-system-x86_64: could not load kernel\n")
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_qemu_that_cannot_start_is_an_error_not_a_verdict(modules, image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    job = tr.KernelTest("x", image.release, (modules["kmodpy_crc"],), tmp_path / "out")
+    r = tr.run_one(job, tr.TestOptions(accel="tcg"), vm=BrokenQemu())
+    assert r.status == "error"
+    assert r.error == "QEMU exited 1: qemu-system-x86_64: could not load kernel"
+    # the initramfs handed to QEMU holds busybox, the gzipped module and its dependency
+    from test_initramfs import read_newc
+
+    names = {e["name"] for e in read_newc((tmp_path / "out" / tr.INITRAMFS).read_bytes())}
+    assert {"init", "bin/busybox", "dev/console", "lib/kmod-py/test/kmodpy_crc.ko.gz",
+            "lib/kmod-py/deps/crc_itu_t.ko.gz"} <= names
