@@ -10,6 +10,7 @@ from xml.etree import ElementTree as ET
 
 from kbuild_py.render import paint, table
 from kbuild_py.testrun import TestResult
+from kbuild_py.verdict import taint_letters
 
 STEP_LINES = 12  # kernel lines shown under one step
 _COLOR = {"pass": "green", "fail": "red", "timeout": "red", "error": "yellow"}
@@ -53,6 +54,8 @@ def render_result(
     info = f"{info}total {r.seconds:.1f} s ({r.accel})" if r.accel else ""
     if v is not None:
         info += f"  taint {v.taint_text}"
+        if v.taint_end is not None and v.taint is not None and v.taint_end != v.taint:
+            info += f" ({taint_letters(v.taint_end)} after unload)"
     out = [f"{head} {label}  {info}".rstrip()]
     out += [f"  note: {n}" for n in r.notes]
     if r.error:
@@ -105,6 +108,7 @@ def to_dict(r: TestResult, base: Path | None = None) -> dict[str, Any]:
     if v is not None:
         d.update({
             "problems": v.problems, "taint": v.taint, "taint_flags": v.taint_text,
+            "taint_at_end": v.taint_end,
             "guest_uptime_at_init": v.init_uptime, "guest_release": v.release,
             "sysfs": v.sysfs, "excerpt": v.excerpt,
             "steps": [

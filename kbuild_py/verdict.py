@@ -57,6 +57,7 @@ class Verdict:
     sysfs: dict[str, str] = field(default_factory=dict)  # module -> present/absent after load
     taint: int | None = None  # after loading
     taint_before: int | None = None
+    taint_end: int | None = None  # after unloading (a WARNING at rmmod adds W here)
     excerpt: list[str] = field(default_factory=list)
     finished: bool = False
 
@@ -147,6 +148,8 @@ class _Parser:
                 v.taint_before = value
             elif name == "loaded" or (name == "end" and v.taint is None):
                 v.taint = value
+            if name == "end":
+                v.taint_end = value
             self.current = None if name == "end" else self.current
         elif kind == "sysfs":
             v.sysfs[name] = rest
