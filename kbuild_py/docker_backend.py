@@ -121,19 +121,20 @@ class DockerRunner:
         workdir = str(Path(cwd).resolve()) if cwd is not None else None
         start = time.monotonic()
         container = self._start(list(argv), workdir, env)
-        token = process.on_cancel(lambda: _forget(container))
         timed_out = threading.Event()
-        timer = None
-        if timeout:
-            timer = threading.Timer(timeout, _kill_quietly, (container, timed_out))
-            timer.daemon = True
-            timer.start()
+        timer, token = None, None
         try:
+            token = process.on_cancel(lambda: _forget(container))
+            if timeout:
+                timer = threading.Timer(timeout, _kill_quietly, (container, timed_out))
+                timer.daemon = True
+                timer.start()
             rc = _follow(container, on_line)
         finally:
             if timer:
                 timer.cancel()
-            process.forget(token)
+            if token is not None:
+                process.forget(token)
             _forget(container)
         if timed_out.is_set() and rc == 0:
             rc = 124

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -187,18 +188,26 @@ def ensure_kernel_image(
     """The image for a Debian kernel release, built (and tagged per suite) if missing."""
     client = client or docker_client()
     name = kernel_image(release)
-    with _build_lock, _machine_lock():
-        img = image_exists(client, name)
-        if img is None:
-            build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
-        elif (img.labels or {}).get(RECIPE_LABEL) != recipe_hash():
-            progress(f"image {name}: made from an older containers/debian/Dockerfile, rebuilding")
-            build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
-            _remove_quietly(client, img.id)
-        else:
-            progress(f"image {name}: reused")
-        client.images.get(name).tag(KERNEL_REPO, f"debian-{suite}")
+    if _current(image_exists(client, name)):  # fast path: no lock to reuse an image
+        progress(f"image {name}: reused")
+    else:
+        with _build_lock, _machine_lock():
+            img = image_exists(client, name)  # another process may have built it meanwhile
+            if img is None:
+                build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
+            elif not _current(img):
+                progress(f"image {name}: made from an older containers/debian/Dockerfile, "
+                         "rebuilding")
+                build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
+                _remove_quietly(client, img.id)
+            else:
+                progress(f"image {name}: reused")
+    client.images.get(name).tag(KERNEL_REPO, f"debian-{suite}")
     return name
+
+
+def _current(img: Any | None) -> bool:
+    return img is not None and (img.labels or {}).get(RECIPE_LABEL) == recipe_hash()
 
 
 @contextmanager
@@ -258,7 +267,7 @@ def _remove_quietly(client: Any, image_id: str) -> None:
 
 def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progress) -> str:
     log_path = _ensure(cache_dir() / "logs") / f"image-{tag_for(args['RELEASE'])}.log"
-    step, image_id, tail = "", "", []
+    step, image_id, pending, tail = "", "", "", []
     with open(log_path, "a") as log:
         stream = client.api.build(
             fileobj=io.BytesIO(dockerfile_text()), tag=tag, buildargs=args, rm=True,
@@ -266,25 +275,47 @@ def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progres
         )
         for item in stream:
             if "error" in item:
+                if pending.strip():
+                    tail.append(_plain(pending))
                 log.write(item["error"] + "\n")
-                where = step or "the start"
-                raise InfraError(
-                    f"building image {tag} failed at {where}: {item['error'].strip()}",
-                    f"full log: {log_path}; last lines:\n" + "\n".join(tail[-8:]),
-                )
-            text = item.get("stream", "")
+                raise _build_error(tag, step, item["error"], tail, log_path)
             if "aux" in item and "ID" in item["aux"]:
                 image_id = item["aux"]["ID"]
-            for line in text.splitlines():
+            # stream chunks are not whole lines (stdout and stderr interleave mid-line)
+            *lines, pending = (pending + item.get("stream", "")).split("\n")
+            for line in map(_plain, lines):
                 log.write(line + "\n")
                 if line.startswith("Step "):
-                    step = line
-                if line.strip():
+                    step, tail = line, []
+                elif line.strip() and not line.startswith((" ---> ", "Removing intermediate")):
                     tail.append(line)
+                if line.strip():
                     progress(line)
     if not image_id:
         image_id = client.images.get(tag).id
     return image_id
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(line: str) -> str:
+    return _ANSI.sub("", line).rstrip("\r")
+
+
+def _build_error(tag: str, step: str, error: str, tail: list[str], log: Path) -> InfraError:
+    """The failing step (shortened), apt's own error lines first, and the log's path."""
+    short = step if len(step) <= 70 else step[:67] + "..."
+    code = re.search(r"returned a non-zero code: \d+", error)
+    errors = [ln for ln in tail if ln.startswith(("E:", "W:"))] or tail[-8:]
+    disk = "no space left" in error.lower() or any("No space left" in ln for ln in tail)
+    return InfraError(
+        f"building image {tag} failed at {short or 'the start'}: "
+        f"{code.group(0) if code else error.strip()[:200]}",
+        "\n".join(errors[-8:]) + f"\nfull log: {log}"
+        + ("\nthe disk is full: free space (kmod-py images --prune, docker system prune)"
+           if disk else ""),
+    )
 
 
 # --- looking inside images -------------------------------------------------------------

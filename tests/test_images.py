@@ -185,3 +185,33 @@ def test_kernels_without_docker_still_lists_host_trees(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "note: container kernels not listed: the Docker daemon is not running" in proc.stderr
     assert "built on demand: debian:bookworm" in proc.stdout
+
+
+def test_build_error_names_the_step_apt_errors_and_log(tmp_path: Path) -> None:
+    step = "Step 6/12 : RUN set -eu;     base=\"${SUITE%-backports}\"; " + "x" * 300
+    err = images._build_error(
+        "kmod-py/kernel:9", step,
+        f"The command '/bin/sh -c {'y' * 300}' returned a non-zero code: 100",
+        ["Reading package lists...", "E: Unable to locate package linux-headers-9-amd64"],
+        tmp_path / "image-9.log",
+    )
+    assert err.message == (
+        f"building image kmod-py/kernel:9 failed at {step[:67]}...: returned a non-zero code: 100"
+    )
+    assert len(step[:67]) == 67 and step[:67].endswith("xxxxx")
+    assert err.hint == (f"E: Unable to locate package linux-headers-9-amd64\n"
+                        f"full log: {tmp_path}/image-9.log")
+
+
+@pytest.mark.docker
+def test_failing_image_build_reports_apt_error(docker_client, debian_targets) -> None:  # type: ignore[no-untyped-def]
+    from kbuild_py.errors import InfraError
+
+    lines: list[str] = []
+    with pytest.raises(InfraError) as info:
+        images.build_kernel_image(docker_client, "bookworm", "6.1.0-999-amd64",
+                                  progress=lines.append)
+    err = info.value
+    assert "failed at Step 6/" in err.message and "non-zero code: 100" in err.message
+    assert "E: Unable to locate package linux-headers-6.1.0-999-amd64" in (err.hint or "")
+    assert images.image_exists(docker_client, images.kernel_image("6.1.0-999-amd64")) is None
