@@ -6,6 +6,7 @@ ModuleFile objects, which hold an mmap and do not travel between processes.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -80,11 +81,19 @@ def run_many(
     names = [str(p) for p in paths]
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     jobs = jobs if jobs is not None else ((ncpu or 1) if len(names) >= PARALLEL_MIN else 1)
-    if jobs <= 1 or len(names) < 2:
-        for name in names:
-            yield _work(name)
-        return
-    yield from _forked(names, min(jobs, len(names)))
+    # Per-file objects die by reference counting; the cyclic collector would only walk
+    # the same young objects over and over (and dirty copy-on-write pages after fork).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if jobs <= 1 or len(names) < 2:
+            for name in names:
+                yield _work(name)
+        else:
+            yield from _forked(names, min(jobs, len(names)))
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _forked(names: list[str], jobs: int) -> Iterator[Outcome]:
