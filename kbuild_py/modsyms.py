@@ -210,7 +210,8 @@ class ModuleSymbols:
         if sec is None:
             return []
         body = self.section_data(sec)
-        return [body[i : i + 64] for i in range(0, len(body) - 63, 64)]
+        n = len(body) - len(body) % 64
+        return list(map(body.__getitem__, map(slice, range(0, n, 64), range(64, n + 1, 64))))
 
     @staticmethod
     def decode_version(record: bytes) -> tuple[str, int]:

@@ -282,7 +282,9 @@ def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
     records = m.version_records()
     if records is None:
         versions = m.versions
-    else:  # the usual case: compare raw records, decode only those that differ
+    elif t.version_records.issuperset(records):  # the usual case, all in C
+        return
+    else:  # compare raw records, decode only those that differ
         versions = [m.decode_version(r) for r in set(records) - t.version_records]
         if not versions:
             return
@@ -323,8 +325,9 @@ def unknown_symbol(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
 )
 def namespace(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
     assert t is not None
-    imported = set(m.get_all("import_ns"))
-    for name in sorted(m.needed_names & t.namespaced_names):
+    used = m.needed_names & t.namespaced_names
+    imported = set(m.get_all("import_ns")) if used else set()
+    for name in sorted(used):
         ns = t.namespaced[name]
         if ns.strip('"') not in imported and ns not in imported:
             yield _f(
