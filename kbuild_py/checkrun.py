@@ -130,10 +130,14 @@ def _forked(names: list[str], jobs: int) -> Iterator[Outcome]:
             else:  # a child died: do its share here
                 for name in part:
                     yield _work(name)
-    finally:
+    finally:  # normal end: children are reaped already; Ctrl-C or an error: stop them
+        import signal
+
         for pid, tmp, _ in children:
             try:
-                os.waitpid(pid, os.WNOHANG)
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    os.kill(pid, signal.SIGTERM)
+                    os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
             os.unlink(tmp)
