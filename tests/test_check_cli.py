@@ -233,3 +233,16 @@ def test_check_against_container_kernels(mods, debian_targets, host_release: str
         f"ERROR    vermagic             parms: version magic '{magic}'"
         f" should be '{newest.tree.vermagic}'"
     ) in res.stdout
+
+
+def test_forked_workers_keep_order_and_results(mods, copies, tmp_path: Path) -> None:
+    from kbuild_py.checkrun import run_many
+
+    empty = tmp_path / "e.ko"
+    empty.write_bytes(b"")
+    paths = [mods[n] for n in ("parms", "neg_wx", "consumer", "neg_common")]
+    paths += [empty, copies["xz"], copies["stripped"]]
+    one = list(run_many(paths, None, jobs=1))
+    three = list(run_many(paths, None, jobs=3))
+    assert [o.path for o in three] == [str(p) for p in paths]
+    assert three == one
