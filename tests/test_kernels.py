@@ -124,3 +124,15 @@ def test_kernels_suite_command_marks_the_current_release() -> None:
     assert re.search(rf"^{re.escape(current)}\s+debian:trixie\b", res.output, re.M), res.output
     bad = runner.invoke(app, ["kernels", "--suite", "buster"])
     assert bad.exit_code == 2 and "unknown Debian suite 'buster'" in bad.output
+
+
+@pytest.mark.docker
+def test_unreachable_mirror_falls_back_to_the_suites_last_image(debian_targets) -> None:  # type: ignore[no-untyped-def]
+    lines: list[str] = []
+    t = resolve_spec("debian:trixie", mirror="http://127.0.0.1:9/debian", progress=lines.append)
+    assert t.release == debian_targets["debian:trixie"].release
+    assert any("mirror unreachable, using the last image built" in ln for ln in lines), lines
+    from kbuild_py.errors import MirrorError
+
+    with pytest.raises(MirrorError, match="cannot download http://127.0.0.1:9/debian/dists/"):
+        suite_kernels("trixie", mirror="http://127.0.0.1:9/debian")
