@@ -136,12 +136,13 @@ def test_builds_run_as_the_calling_uid(debian_targets) -> None:  # type: ignore[
     """kmod-py run by uid 4242 (in the docker group): every output file is 4242's."""
     import grp
 
-    try:
-        docker_gid = grp.getgrnam("docker").gr_gid
-    except KeyError:
-        pytest.skip("no docker group to lend the socket to another uid")
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run kmod-py as another uid")
+    from conftest import require
+
+    groups = {g.gr_name: g.gr_gid for g in grp.getgrall()}
+    require("docker" in groups, "a docker group (to lend the socket to another uid)")
+    require(os.geteuid() == 0 and shutil.which("setpriv") is not None,
+            "root and setpriv (to run kmod-py as another uid)")
+    docker_gid = groups["docker"]
     uid = 4242
     base = Path(tempfile.mkdtemp(prefix="kmod-py-uid-"))
     try:
