@@ -11,30 +11,19 @@ from kbuild_py.cli import app
 
 
 def _targets(kernel: str | None, kdir: Path | None) -> list:  # type: ignore[type-arg]
-    """Build trees to check against: --kdir, --kernel SPEC, else kmod.toml's kernels, else none."""
-    from kbuild_py.buildtree import BuildTree
+    """Build trees to check against: --kdir, --kernel SPEC, else kmod.toml's kernels (resolved
+    like `kmod-py build` does), else none: only the target-free rules run."""
+    from kbuild_py.project import load_project
+    from kbuild_py.targets import resolve_targets
 
-    if kdir is not None:
-        return [BuildTree.open(kdir)]
-    if kernel is not None:
-        return [_resolve(kernel).tree]
-    try:
-        from kbuild_py.project import load_project
-    except ImportError:
-        return []
-    project = load_project(Path.cwd())
-    if project.kernels:
-        typer.echo(f"target kernels from kmod.toml: {', '.join(project.kernels)}", err=True)
-    return [_resolve(spec).tree for spec in project.kernels]
-
-
-def _resolve(spec: str):  # type: ignore[no-untyped-def]
-    from kbuild_py import kernels
-
-    resolve = getattr(kernels, "resolve_spec", None)
-    if resolve is not None:
-        return resolve(spec, progress=lambda line: typer.echo(line, err=True))
-    return kernels.host_target(spec, spec)
+    specs = [kernel] if kernel else []
+    if kdir is None and not specs:
+        specs = load_project(Path.cwd()).kernels
+        if not specs:
+            return []
+        typer.echo(f"target kernels from kmod.toml: {', '.join(specs)}", err=True)
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    return [t.tree for t in resolve_targets(specs, kdir, progress=say)]
 
 
 def _list_rules() -> None:
