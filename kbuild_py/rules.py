@@ -20,7 +20,7 @@ from kbuild_py.modfile import (
     SHN_UNDEF,
     ModuleFile,
 )
-from kbuild_py.signature import has_magic
+from kbuild_py.signature import PKEY_ID_PKCS7, has_magic
 
 GPL_COMPATIBLE = (
     "GPL",
@@ -398,7 +398,18 @@ def signature(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
             )
         return
     problem = sig.kernel_problem()
-    if problem:
+    if problem and sig.id_type != PKEY_ID_PKCS7:
+        # mod_check_sig: -ENOPKG, "module with unsupported crypto": only refused when
+        # signatures are enforced, else loaded with taint E
+        yield _f(
+            "signature",
+            "error" if force else "warning",
+            f"{m.name}: {problem}"
+            + ("; Loading of module with unsupported crypto is rejected" if force else ""),
+            "sign with scripts/sign-file (PKCS#7) from the target's build tree",
+        )
+        return
+    if problem:  # -EBADMSG: fatal even when signatures are not enforced
         yield _f(
             "signature",
             "error",

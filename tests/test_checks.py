@@ -145,13 +145,34 @@ def test_signed_module(mods, host_kdir: Path, tree: BuildTree, tmp_path: Path) -
     assert r.ok
     (info,) = [f.message for f in r.findings if f.rule_id == "signature"]
     assert info == f"signed by 'kmod-py rules test', key {signed['serial'].upper()}, sha256"
-    # a trailer the kernel rejects: id_type PGP instead of PKCS#7
-    bad = tmp_path / "bad_sig.ko"
+    # id_type X509 instead of PKCS#7: the kernel loads it tainted, unless signatures are enforced
     data = bytearray(Path(signed["path"]).read_bytes())
     data[-28 - 12 + 2] = 1
+    bad = tmp_path / "x509" / "parms.ko"
+    bad.parent.mkdir()
     bad.write_bytes(bytes(data))
-    assert errors(check_module(bad, tree)) == [
-        ("signature", "parms: not signed with expected PKCS#7 message")
+    r = check_module(bad, tree)
+    assert r.ok and [(f.severity, f.message) for f in r.findings if f.rule_id == "signature"] == [
+        ("warning", "parms: not signed with expected PKCS#7 message")
+    ]
+    forced = checkdata.crafted_tree(
+        tmp_path / "forced", tree, release=tree.release, add=("CONFIG_MODULE_SIG_FORCE",)
+    )
+    assert errors(check_module(bad, forced)) == [
+        (
+            "signature",
+            "parms: not signed with expected PKCS#7 message; "
+            "Loading of module with unsupported crypto is rejected",
+        )
+    ]
+    # non-zero fields the kernel requires zeroed: -EBADMSG, refused even when not enforced
+    data[-28 - 12 + 2] = 2
+    data[-28 - 12] = 1  # algo
+    bad2 = tmp_path / "badmsg" / "parms.ko"
+    bad2.parent.mkdir()
+    bad2.write_bytes(bytes(data))
+    assert errors(check_module(bad2, tree)) == [
+        ("signature", "parms: PKCS#7 signature not signed with a key")
     ]
 
 
