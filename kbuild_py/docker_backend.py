@@ -13,8 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,30 +255,6 @@ def abort_all() -> int:
         except Exception:  # noqa: BLE001 - best effort during an abort
             pass
     return len(live)
-
-
-@contextmanager
-def abort_on_interrupt() -> Iterator[None]:
-    """Wrap a (possibly multi-threaded) build: SIGTERM becomes KeyboardInterrupt in the main
-    thread, and any exception leaving the block (Ctrl-C included) removes live containers first.
-    """
-    previous = None
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-    try:
-        yield
-    except BaseException:
-        abort_all()
-        raise
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
-
-
-def _sigterm_to_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def leftover_containers(client: Any = None) -> list[Any]:

@@ -3,8 +3,9 @@
 A kernel image holds one Debian linux-headers-<release> package (and the compiler it
 pulls in) plus make. It is built on demand, on a base image that is either pulled
 (debian:<suite>, when a registry answers) or debootstrapped from the Debian mirror and
-`docker import`ed as kmod-py/base:<suite>. Images persist in the daemon; a snapshot of
-each image's build tree (the few files BuildTree reads) is kept under cache_dir()/trees.
+`docker import`ed as kmod-py/base:<suite> (baseimages.py). Images persist in the daemon;
+a snapshot of each image's build tree (the few files BuildTree reads) is kept under
+cache_dir()/trees (imagetree.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import io
 import os
 import re
 import shutil
-import tarfile
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py import debian
-from kbuild_py.buildtree import SNAPSHOT_FILES, BuildTree
-from kbuild_py.docker_backend import RUN_LABEL, caller_user, docker_client
+from kbuild_py.docker_backend import RUN_LABEL, docker_client
 from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.paths import cache_dir
-from kbuild_py.process import HostRunner
 
 Progress = Callable[[str], None]
 
@@ -85,91 +82,7 @@ def image_exists(client: Any, name: str) -> Any | None:
         return None
 
 
-# --- base images -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BaseImage:
-    name: str
-    how: str  # "reused", "pulled debian:<suite>", "debootstrap <suite> from <mirror>"
-
-
-def ensure_base(
-    client: Any, suite: str, mirror: str | None = None, progress: Progress = _quiet
-) -> BaseImage:
-    """kmod-py/base:<suite>: reused, else pulled from a registry, else debootstrapped."""
-    name = f"{BASE_REPO}:{suite}"
-    if image_exists(client, name):
-        return BaseImage(name, "reused")
-    if _try_pull(suite, progress):
-        client.images.get(f"debian:{suite}").tag(BASE_REPO, suite)
-        progress(f"base image: pulled debian:{suite} (tagged {name})")
-        return BaseImage(name, f"pulled debian:{suite}")
-    url = debian.mirror_url(mirror)
-    progress(f"base image: no registry reachable; debootstrap --variant=minbase {suite} {url}")
-    _debootstrap_import(client, suite, url, name, progress)
-    return BaseImage(name, f"debootstrap {suite} from {url}")
-
-
-def _try_pull(suite: str, progress: Progress) -> bool:
-    import docker
-    from docker.errors import DockerException
-
-    try:
-        quick = docker.from_env(timeout=30)
-        for _ in quick.api.pull("debian", tag=suite, stream=True, decode=True):
-            pass
-        quick.images.get(f"debian:{suite}")
-        return True
-    except (DockerException, OSError) as e:
-        why = getattr(e, "explanation", None) or str(e)
-        progress(f"base image: cannot pull debian:{suite} ({str(why).splitlines()[0][:160]})")
-        return False
-
-
-def _debootstrap_import(client: Any, suite: str, url: str, name: str, progress: Progress) -> None:
-    if shutil.which("debootstrap") is None:
-        raise InfraError(
-            f"cannot make base image {name}: no registry answers and debootstrap is missing",
-            "apt-get install debootstrap, or make debian:<suite> pullable",
-        )
-    if os.geteuid() != 0:
-        raise InfraError(
-            f"cannot make base image {name}: no registry answers and debootstrap needs root",
-            f"run `sudo kmod-py images --build debian:{suite}` once, or `docker tag` an "
-            f"existing debian:{suite} image as {name}",
-        )
-    work = Path(tempfile.mkdtemp(prefix="debootstrap-", dir=_ensure(cache_dir())))
-    root, tar = work / "root", work / "rootfs.tar"
-    runner = HostRunner()
-    try:
-        argv = ["debootstrap", "--variant=minbase", "--arch=amd64", suite, str(root), url]
-        res = runner.run(argv, timeout=DEBOOTSTRAP_TIMEOUT, on_line=progress)
-        if res.returncode != 0:
-            log = root / "debootstrap/debootstrap.log"
-            raise InfraError(
-                f"debootstrap of {suite} from {url} failed (exit {res.returncode})",
-                f"see {log}" if log.is_file() else "check the mirror (--mirror)",
-            )
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for f in (root / junk).glob("*"):
-                if f.is_file():
-                    f.unlink()
-        res = runner.run(
-            ["tar", "--numeric-owner", "-C", str(root), "-cf", str(tar), "."], timeout=600
-        )
-        if res.returncode != 0:
-            raise InfraError(f"tar of the {suite} root filesystem failed (disk full?)")
-        progress(f"base image: docker import as {name}")
-        client.api.import_image_from_file(
-            str(tar), repository=BASE_REPO, tag=suite,
-            changes=[f"LABEL {KIND_LABEL}=base {SUITE_LABEL}={suite}", 'CMD ["/bin/bash"]'],
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _ensure(p: Path) -> Path:
+def ensure_dir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -215,7 +128,7 @@ def _machine_lock() -> Iterator[None]:
     """Serialise image builds across kmod-py processes sharing this cache directory."""
     import fcntl
 
-    with open(_ensure(cache_dir()) / "images.lock", "a") as f:
+    with open(ensure_dir(cache_dir()) / "images.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -233,6 +146,9 @@ def build_kernel_image(
         raise UsageError(
             f"unknown Debian suite {suite!r}", f"use one of: {', '.join(debian.SUITES)}"
         )
+    from kbuild_py.baseimages import ensure_base
+    from kbuild_py.imagetree import mark_snapshot, snapshot_tree
+
     base = ensure_base(client, base_suite, mirror, progress)
     progress(f"base image {base.name}: {base.how}")
     name = kernel_image(release)
@@ -251,7 +167,7 @@ def build_kernel_image(
     final = _docker_build(client, name, args, progress)  # label only: the RUN layer is cached
     if first != final:
         _remove_quietly(client, first)
-    _mark_snapshot(release, final)
+    mark_snapshot(release, final)
     progress(f"image {name}: built ({tree.cc_version_text or 'compiler unknown'})")
     return name
 
@@ -266,7 +182,7 @@ def _remove_quietly(client: Any, image_id: str) -> None:
 
 
 def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progress) -> str:
-    log_path = _ensure(cache_dir() / "logs") / f"image-{tag_for(args['RELEASE'])}.log"
+    log_path = ensure_dir(cache_dir() / "logs") / f"image-{tag_for(args['RELEASE'])}.log"
     step, image_id, pending, tail = "", "", "", []
     with open(log_path, "a") as log:
         stream = client.api.build(
@@ -316,96 +232,6 @@ def _build_error(tag: str, step: str, error: str, tail: list[str], log: Path) ->
         + ("\nthe disk is full: free space (kmod-py images --prune, docker system prune)"
            if disk else ""),
     )
-
-
-# --- looking inside images -------------------------------------------------------------
-
-
-def image_releases(client: Any, image: str) -> list[str]:
-    """Kernel releases with a prepared build tree under /lib/modules in an image."""
-    img = image_exists(client, image)
-    if img is None:
-        raise UsageError(
-            f"no Docker image {image!r}",
-            "build or pull it first (`docker images` lists what exists)",
-        )
-    label = (img.labels or {}).get(RELEASE_LABEL)
-    if label:
-        return [label]
-    script = (
-        'for d in /lib/modules/*/build; do '
-        '[ -f "$d/include/generated/utsrelease.h" ] && basename "$(dirname "$d")"; done; true'
-    )
-    out = client.containers.run(
-        image, entrypoint=["sh", "-c", script], command=[], remove=True, user=caller_user(),
-        network_disabled=True, labels={RUN_LABEL: str(os.getpid())}, stdout=True, stderr=False,
-    )
-    return sorted(line for line in out.decode().split() if line)
-
-
-def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) -> BuildTree:
-    """BuildTree over a copy of the image's /lib/modules/<release>/build files (cached)."""
-    img = image_exists(client, image)
-    image_id = img.id if img is not None else ""
-    ours = img is not None and (img.labels or {}).get(KIND_LABEL) == "kernel"
-    # kmod-py's own images share trees/<release>; other images get one per image id.
-    name = release if ours else f"{release}@{image_id.split(':')[-1][:12]}"
-    dest = cache_dir() / "trees" / name
-    marker = dest / ".image-id"
-    if not refresh and marker.is_file() and marker.read_text().strip() == image_id:
-        return BuildTree(dest.resolve())
-    tmp = Path(tempfile.mkdtemp(prefix=f".{release}-", dir=_ensure(dest.parent)))
-    container = client.containers.create(
-        image, command=["true"], entrypoint=[], labels={RUN_LABEL: str(os.getpid())}
-    )
-    try:
-        kdir = f"/lib/modules/{release}/build"
-        for rel in SNAPSHOT_FILES:
-            data = _read_file(container, f"{kdir}/{rel}")
-            if data is not None:
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / rel).write_bytes(data)
-    finally:
-        container.remove(force=True)
-    if not (tmp / "include/generated/utsrelease.h").is_file():
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UsageError(
-            f"image {image} has no prepared build tree at /lib/modules/{release}/build",
-            "install the linux-headers package of that kernel in the image",
-        )
-    (tmp / ".image-id").write_text(image_id + "\n")
-    tmp.chmod(0o755)
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
-    return BuildTree(dest.resolve())
-
-
-def _mark_snapshot(release: str, image_id: str) -> None:
-    marker = cache_dir() / "trees" / release / ".image-id"
-    if marker.parent.is_dir():
-        marker.write_text(image_id + "\n")
-
-
-def _read_file(container: Any, path: str, hops: int = 8) -> bytes | None:
-    """One file out of a (stopped) container, following symlinks; None if absent."""
-    from docker.errors import NotFound
-
-    for _ in range(hops):
-        try:
-            chunks, _stat = container.get_archive(path)
-        except NotFound:
-            return None
-        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-            member = tar.next()
-            if member is None:
-                return None
-            if member.issym():
-                target = member.linkname
-                path = target if target.startswith("/") else f"{os.path.dirname(path)}/{target}"
-                continue
-            f = tar.extractfile(member)
-            return f.read() if f else None
-    return None
 
 
 # --- listing and pruning ---------------------------------------------------------------

@@ -139,14 +139,14 @@ def container_target(
     progress: Callable[[str], None] | None = None,
 ) -> Target:
     """A Target building in kmod-py/kernel:<release> (built on demand)."""
-    from kbuild_py import images
+    from kbuild_py import images, imagetree
     from kbuild_py.docker_backend import DockerRunner, docker_client
 
     client = docker_client()
     name = images.ensure_kernel_image(
         suite, release, mirror=mirror, progress=progress or (lambda _l: None), client=client
     )
-    tree = images.snapshot_tree(client, name, release)
+    tree = imagetree.snapshot_tree(client, name, release)
     return Target(
         spec=spec, release=release, tree=tree, kdir=f"/lib/modules/{release}/build",
         runner=DockerRunner(name, client), where=name, suite=suite,
@@ -192,18 +192,18 @@ def _suite_target(spec: str, suite: str, mirror: str | None, say: Callable) -> T
 
 
 def _image_target(spec: str, image: str) -> Target:
-    from kbuild_py import images
+    from kbuild_py import images, imagetree
     from kbuild_py.docker_backend import DockerRunner, docker_client
 
     client = docker_client()
-    releases = images.image_releases(client, image)
+    releases = imagetree.image_releases(client, image)
     if not releases:
         raise UsageError(
             f"image {image} has no kernel build tree (/lib/modules/*/build)",
             "install a linux-headers package in it, or use --kernel debian:SUITE",
         )
     release = releases[-1]
-    tree = images.snapshot_tree(client, image, release)
+    tree = imagetree.snapshot_tree(client, image, release)
     suite = (client.images.get(image).labels or {}).get(images.SUITE_LABEL)
     return Target(
         spec=spec, release=release, tree=tree, kdir=f"/lib/modules/{release}/build",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kbuild_py import images
+from kbuild_py import baseimages, images, imagetree
 from kbuild_py.cli import app
 from kbuild_py.docker_backend import _unavailable
 from kbuild_py.errors import UsageError
@@ -77,8 +77,8 @@ def test_base_images_exist_and_say_how_they_were_made(  # type: ignore[no-untype
     docker_client, debian_targets, image_build_lines: list[str]
 ) -> None:
     for suite in ("bookworm", "trixie"):
-        base = images.ensure_base(docker_client, suite)
-        assert base == images.BaseImage(f"kmod-py/base:{suite}", "reused")
+        base = baseimages.ensure_base(docker_client, suite)
+        assert base == baseimages.BaseImage(f"kmod-py/base:{suite}", "reused")
     built = [ln for ln in image_build_lines if ln.startswith("base image kmod-py/base:")]
     for line in built:  # only on a machine that built them in this session
         assert line.endswith("reused") or "pulled debian:" in line or "debootstrap" in line
@@ -87,7 +87,7 @@ def test_base_images_exist_and_say_how_they_were_made(  # type: ignore[no-untype
 @pytest.mark.docker
 def test_snapshot_is_cached_and_matches_the_image(docker_client, debian_targets) -> None:  # type: ignore[no-untyped-def]
     t = debian_targets["debian:trixie"]
-    again = images.snapshot_tree(docker_client, t.where, t.release)
+    again = imagetree.snapshot_tree(docker_client, t.where, t.release)
     assert again.path == t.tree.path and again.vermagic == t.tree.vermagic
     uts = (again.path / "include/generated/utsrelease.h").read_text()
     out = docker_client.containers.run(
@@ -140,7 +140,7 @@ def test_image_spec_errors_name_the_problem(docker_client) -> None:  # type: ign
 
     with pytest.raises(UsageError, match="no Docker image 'kmod-py-test/absent:0'"):
         resolve_spec("image:kmod-py-test/absent:0")
-    base = images.ensure_base(docker_client, "bookworm").name
+    base = baseimages.ensure_base(docker_client, "bookworm").name
     with pytest.raises(UsageError, match="has no kernel build tree"):
         resolve_spec(f"image:{base}")
 

@@ -1,0 +1,108 @@
+"""Looking inside an image: which kernel releases it holds, and a snapshot of a build tree.
+
+The snapshot is the few files BuildTree reads (buildtree.SNAPSHOT_FILES), copied out of a
+created-but-never-started container with the archive API, under cache_dir()/trees/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kbuild_py.buildtree import SNAPSHOT_FILES, BuildTree
+from kbuild_py.docker_backend import RUN_LABEL, caller_user
+from kbuild_py.errors import UsageError
+from kbuild_py.images import KIND_LABEL, RELEASE_LABEL, ensure_dir, image_exists
+from kbuild_py.paths import cache_dir
+
+
+def image_releases(client: Any, image: str) -> list[str]:
+    """Kernel releases with a prepared build tree under /lib/modules in an image."""
+    img = image_exists(client, image)
+    if img is None:
+        raise UsageError(
+            f"no Docker image {image!r}",
+            "build or pull it first (`docker images` lists what exists)",
+        )
+    label = (img.labels or {}).get(RELEASE_LABEL)
+    if label:
+        return [label]
+    script = (
+        'for d in /lib/modules/*/build; do '
+        '[ -f "$d/include/generated/utsrelease.h" ] && basename "$(dirname "$d")"; done; true'
+    )
+    out = client.containers.run(
+        image, entrypoint=["sh", "-c", script], command=[], remove=True, user=caller_user(),
+        network_disabled=True, labels={RUN_LABEL: str(os.getpid())}, stdout=True, stderr=False,
+    )
+    return sorted(line for line in out.decode().split() if line)
+
+
+def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) -> BuildTree:
+    """BuildTree over a copy of the image's /lib/modules/<release>/build files (cached)."""
+    img = image_exists(client, image)
+    image_id = img.id if img is not None else ""
+    ours = img is not None and (img.labels or {}).get(KIND_LABEL) == "kernel"
+    # kmod-py's own images share trees/<release>; other images get one per image id.
+    name = release if ours else f"{release}@{image_id.split(':')[-1][:12]}"
+    dest = cache_dir() / "trees" / name
+    marker = dest / ".image-id"
+    if not refresh and marker.is_file() and marker.read_text().strip() == image_id:
+        return BuildTree(dest.resolve())
+    tmp = Path(tempfile.mkdtemp(prefix=f".{release}-", dir=ensure_dir(dest.parent)))
+    container = client.containers.create(
+        image, command=["true"], entrypoint=[], labels={RUN_LABEL: str(os.getpid())}
+    )
+    try:
+        kdir = f"/lib/modules/{release}/build"
+        for rel in SNAPSHOT_FILES:
+            data = _read_file(container, f"{kdir}/{rel}")
+            if data is not None:
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(data)
+    finally:
+        container.remove(force=True)
+    if not (tmp / "include/generated/utsrelease.h").is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UsageError(
+            f"image {image} has no prepared build tree at /lib/modules/{release}/build",
+            "install the linux-headers package of that kernel in the image",
+        )
+    (tmp / ".image-id").write_text(image_id + "\n")
+    tmp.chmod(0o755)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return BuildTree(dest.resolve())
+
+
+def mark_snapshot(release: str, image_id: str) -> None:
+    marker = cache_dir() / "trees" / release / ".image-id"
+    if marker.parent.is_dir():
+        marker.write_text(image_id + "\n")
+
+
+def _read_file(container: Any, path: str, hops: int = 8) -> bytes | None:
+    """One file out of a (stopped) container, following symlinks; None if absent."""
+    from docker.errors import NotFound
+
+    for _ in range(hops):
+        try:
+            chunks, _stat = container.get_archive(path)
+        except NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.next()
+            if member is None:
+                return None
+            if member.issym():
+                target = member.linkname
+                path = target if target.startswith("/") else f"{os.path.dirname(path)}/{target}"
+                continue
+            f = tar.extractfile(member)
+            return f.read() if f else None
+    return None
