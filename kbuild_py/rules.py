@@ -249,7 +249,7 @@ def vermagic(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
     assert t is not None
     magic = m.vermagic
     if magic is None:
-        yield _f("vermagic", "error", f"{m.name}: no version magic, tainting kernel.", REBUILD)
+        yield _forced(m, t, "vermagic", "bad vermagic")
     elif not same_magic(magic, t.vermagic, m.has_versions and t.enabled("CONFIG_MODVERSIONS")):
         yield _f(
             "vermagic",
@@ -257,6 +257,20 @@ def vermagic(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
             f"{m.name}: version magic '{magic}' should be '{t.vermagic}'",
             REBUILD.replace("RELEASE", t.release),
         )
+
+
+def _forced(m: ModuleFile, t: TargetInfo, rule_id: str, reason: str) -> Finding:
+    """The loader's try_to_force_load(): with CONFIG_MODULE_FORCE_LOAD the module loads and
+    taints the kernel (F), without it the load fails with -ENOEXEC."""
+    hint = REBUILD.replace("RELEASE", t.release)
+    if t.enabled("CONFIG_MODULE_FORCE_LOAD"):
+        return _f(rule_id, "warning", f"{m.name}: {reason}: kernel tainted.", "taints F; " + hint)
+    return _f(
+        rule_id,
+        "error",
+        f"{m.name}: {reason}: refused (-ENOEXEC, no CONFIG_MODULE_FORCE_LOAD)",
+        hint,
+    )
 
 
 @rule(
@@ -269,13 +283,8 @@ def modversions(m: ModuleFile, t: TargetInfo | None) -> Iterator[Finding]:
     assert t is not None
     if not t.enabled("CONFIG_MODVERSIONS"):
         return
-    if not m.has_versions:
-        yield _f(
-            "modversions",
-            "error",
-            f"{m.name}: no symbol version for module_layout",
-            f"{t.release} has CONFIG_MODVERSIONS: " + REBUILD.replace("RELEASE", t.release),
-        )
+    if not m.has_versions:  # check_version(): "No versions at all?  modprobe --force does this."
+        yield _forced(m, t, "modversions", "module_layout")
         return
     if not t.names:
         raise Skip(f"no Module.symvers in {t.source}")

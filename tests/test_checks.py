@@ -284,3 +284,34 @@ def test_modinfo_string_without_equals(mods, tmp_path: Path) -> None:
     assert r.ok  # a warning: the kernel ignores such strings
     (f,) = [f for f in r.findings if f.rule_id == "modinfo-format"]
     assert f.severity == "warning" and "'author kmod-py tests'" in f.message
+
+
+def test_forced_loads_follow_module_force_load(
+    built_hello: Path, tree: BuildTree, tmp_path: Path
+) -> None:
+    """No vermagic / no __versions: try_to_force_load() taints (F) with
+    CONFIG_MODULE_FORCE_LOAD (Debian has it) and refuses the module without it."""
+    assert tree.config.get("CONFIG_MODULE_FORCE_LOAD") == "y"
+    m = read_module(built_hello)
+    nomagic = checkdata.patch_modinfo(
+        built_hello, tmp_path / "hello_module.ko", f"vermagic={m.vermagic}".encode(), b""
+    )
+    data = bytearray(built_hello.read_bytes())  # rename __versions: as built without modversions
+    names = m.section(".shstrtab")
+    assert names is not None
+    at = data.index(b"__versions\0", names.offset)
+    data[at : at + 10] = b"__xersions"
+    noversions = tmp_path / "nv" / "hello_module.ko"
+    noversions.parent.mkdir()
+    noversions.write_bytes(bytes(data))
+    strict = checkdata.crafted_tree(
+        tmp_path / "strict", tree, release=tree.release, drop=("CONFIG_MODULE_FORCE_LOAD",)
+    )
+    for path, rule_id, reason in (
+        (nomagic, "vermagic", "bad vermagic"),
+        (noversions, "modversions", "module_layout"),
+    ):
+        (f,) = [f for f in check_module(path, tree).findings if f.rule_id == rule_id]
+        assert (f.severity, f.message) == ("warning", f"hello_module: {reason}: kernel tainted.")
+        (f,) = [f for f in check_module(path, strict).findings if f.rule_id == rule_id]
+        assert f.severity == "error" and "-ENOEXEC" in f.message
