@@ -50,7 +50,7 @@ def ensure_base(
         return BaseImage(name, f"pulled debian:{suite}")
     url = debian.mirror_url(mirror)
     progress(f"base image: no registry reachable; debootstrap --variant=minbase {suite} {url}")
-    _debootstrap_import(client, suite, url, name, progress)
+    debootstrap_import(client, suite, url, name, progress)
     return BaseImage(name, f"debootstrap {suite} from {url}")
 
 
@@ -70,7 +70,7 @@ def _try_pull(suite: str, progress: Progress) -> bool:
         return False
 
 
-def _debootstrap_import(client: Any, suite: str, url: str, name: str, progress: Progress) -> None:
+def debootstrap_import(client: Any, suite: str, url: str, name: str, progress: Progress) -> None:
     if shutil.which("debootstrap") is None:
         raise InfraError(
             f"cannot make base image {name}: no registry answers and debootstrap is missing",
@@ -104,8 +104,9 @@ def _debootstrap_import(client: Any, suite: str, url: str, name: str, progress: 
         if res.returncode != 0:
             raise InfraError(f"tar of the {suite} root filesystem failed (disk full?)")
         progress(f"base image: docker import as {name}")
+        repository, _, tag = name.rpartition(":")
         client.api.import_image_from_file(
-            str(tar), repository=BASE_REPO, tag=suite,
+            str(tar), repository=repository, tag=tag,
             changes=[f"LABEL {KIND_LABEL}=base {SUITE_LABEL}={suite}", 'CMD ["/bin/bash"]'],
         )
     finally:

@@ -215,3 +215,29 @@ def test_failing_image_build_reports_apt_error(docker_client, debian_targets) ->
     assert "failed at Step 6/" in err.message and "non-zero code: 100" in err.message
     assert "E: Unable to locate package linux-headers-6.1.0-999-amd64" in (err.hint or "")
     assert images.image_exists(docker_client, images.kernel_image("6.1.0-999-amd64")) is None
+
+
+@pytest.mark.docker
+def test_debootstrap_base_image_path(docker_client) -> None:  # type: ignore[no-untyped-def]
+    """The air-gapped path: debootstrap --variant=minbase from the mirror, docker import."""
+    from conftest import require
+
+    from kbuild_py import debian
+    from kbuild_py.paths import cache_dir
+
+    require(os.geteuid() == 0, "root (debootstrap)")
+    name = "kmod-py-test/base:bookworm"
+    lines: list[str] = []
+    baseimages.debootstrap_import(docker_client, "bookworm", debian.mirror_url(), name,
+                                  lines.append)
+    try:
+        img = docker_client.images.get(name)
+        assert img.labels == {"io.kmod-py.kind": "base", "io.kmod-py.debian.suite": "bookworm"}
+        out = docker_client.containers.run(
+            name, ["sh", "-c", "cat /etc/debian_version; command -v apt-get"], remove=True
+        ).decode()
+        assert out.startswith("12.") and "/usr/bin/apt-get" in out
+        assert any("I: Base system installed successfully." in ln for ln in lines)
+        assert not list(cache_dir().glob("debootstrap-*"))  # the work dir is gone
+    finally:
+        docker_client.images.remove(name, force=True)
