@@ -224,8 +224,11 @@ def build_one(
     if result.built and opts.run_checks:
         from kbuild_py.checks import check_module
 
+        # The project's own exports count: its modules may use each other's symbols.
+        own = outdir / "Module.symvers"
+        extra = [*opts.extra_symvers, *([own] if own.is_file() else [])]
         result.reports = [
-            check_module(ko, target.tree, extra_symvers=opts.extra_symvers) for ko in result.modules
+            check_module(ko, target.tree, extra_symvers=extra) for ko in result.modules
         ]
     return result
 

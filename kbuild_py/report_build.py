@@ -62,6 +62,8 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         size = human_size(ko.stat().st_size)
         out.append(f"  {rel}  {size}  vermagic: {_vermagic(res, ko).strip()}")
     for rep in res.reports:
+        if rep.error:
+            out.append("  " + paint(f"error: {rep.error}", "red"))
         for f in rep.findings:
             if f.severity == "info":
                 continue

@@ -159,3 +159,22 @@ def test_console_script_and_python_m(scaffold, host_release: str) -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ")
+
+
+def test_modules_using_each_others_exports_pass_check(tmp_path: Path, host_release: str) -> None:
+    d = tmp_path / "pair"
+    d.mkdir()
+    (d / "Kbuild").write_text("obj-m := provider.o user.o\n")
+    head = '#include <linux/module.h>\nMODULE_LICENSE("GPL");\n'
+    (d / "provider.c").write_text(
+        head + "int provider_value(void) { return 7; }\nEXPORT_SYMBOL_GPL(provider_value);\n"
+    )
+    (d / "user.c").write_text(
+        head + "int provider_value(void);\n"
+        "static int __init u_init(void) { return provider_value() - 7; }\n"
+        "module_init(u_init);\n"
+    )
+    res = build(d, "--kernel", host_release)
+    assert res.exit_code == 0, res.output
+    assert "Unknown symbol" not in res.output
+    assert res.output.count("check ") == 2
