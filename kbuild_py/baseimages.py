@@ -9,6 +9,7 @@ is told which path was taken.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ def _try_pull(suite: str, progress: Progress) -> bool:
         return False
 
 
+# debootstrap's per-package lines: logged, not shown live
+_NOISE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|Checking) ")
+
+
 def debootstrap_import(client: Any, suite: str, url: str, name: str, progress: Progress) -> None:
     if shutil.which("debootstrap") is None:
         raise InfraError(
@@ -87,12 +92,20 @@ def debootstrap_import(client: Any, suite: str, url: str, name: str, progress: P
     runner = HostRunner()
     try:
         argv = ["debootstrap", "--variant=minbase", "--arch=amd64", suite, str(root), url]
-        res = runner.run(argv, timeout=DEBOOTSTRAP_TIMEOUT, on_line=progress)
+        log_path = ensure_dir(cache_dir() / "logs") / f"base-{suite}.log"
+        progress(f"base image: debootstrap {suite} (log: {log_path})")
+        with open(log_path, "w") as log:
+
+            def seen(line: str) -> None:
+                log.write(line + "\n")
+                if not _NOISE.match(line):
+                    progress("  " + line)
+
+            res = runner.run(argv, timeout=DEBOOTSTRAP_TIMEOUT, on_line=seen)
         if res.returncode != 0:
-            log = root / "debootstrap/debootstrap.log"
             raise InfraError(
                 f"debootstrap of {suite} from {url} failed (exit {res.returncode})",
-                f"see {log}" if log.is_file() else "check the mirror (--mirror)",
+                f"full log: {log_path}; check the mirror (--mirror / KMOD_PY_DEBIAN_MIRROR)",
             )
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for f in (root / junk).glob("*"):
@@ -105,9 +118,12 @@ def debootstrap_import(client: Any, suite: str, url: str, name: str, progress: P
             raise InfraError(f"tar of the {suite} root filesystem failed (disk full?)")
         progress(f"base image: docker import as {name}")
         repository, _, tag = name.rpartition(":")
-        client.api.import_image_from_file(
+        status = client.api.import_image_from_file(
             str(tar), repository=repository, tag=tag,
             changes=[f"LABEL {KIND_LABEL}=base {SUITE_LABEL}={suite}", 'CMD ["/bin/bash"]'],
         )
+        if image_exists(client, name) is None:
+            raise InfraError(f"docker import of the {suite} root filesystem failed: {status}",
+                             "check the daemon's free disk space (docker system df)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

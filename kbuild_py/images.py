@@ -161,10 +161,12 @@ def build_kernel_image(
         "COMPILER": "",
         "RECIPE": recipe_hash(),
     }
+    progress(f"image {name}: installing linux-headers-{release} from Debian {suite} "
+             f"(log: {build_log(release)})")
     first = _docker_build(client, name, args, progress)
     tree = snapshot_tree(client, name, release, refresh=True)
     args["COMPILER"] = tree.cc_version_text
-    final = _docker_build(client, name, args, progress)  # label only: the RUN layer is cached
+    final = _docker_build(client, name, args, _quiet)  # label only: the RUN layer is cached
     if first != final:
         _remove_quietly(client, first)
     mark_snapshot(release, final)
@@ -181,8 +183,16 @@ def _remove_quietly(client: Any, image_id: str) -> None:
         pass  # still tagged elsewhere or in use: a leftover is harmless
 
 
+def build_log(release: str) -> Path:
+    return ensure_dir(cache_dir() / "logs") / f"image-{tag_for(release)}.log"
+
+
+# Build output worth showing live; everything goes to the log.
+_SHOWN = re.compile(r"^(Step \d+/\d+ : |Setting up (linux-headers|linux-image|gcc-\d+ )|E: |W: )")
+
+
 def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progress) -> str:
-    log_path = ensure_dir(cache_dir() / "logs") / f"image-{tag_for(args['RELEASE'])}.log"
+    log_path = build_log(args["RELEASE"])
     step, image_id, pending, tail = "", "", "", []
     with open(log_path, "a") as log:
         stream = client.api.build(
@@ -205,8 +215,8 @@ def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progres
                     step, tail = line, []
                 elif line.strip() and not line.startswith((" ---> ", "Removing intermediate")):
                     tail.append(line)
-                if line.strip():
-                    progress(line)
+                if _SHOWN.match(line):
+                    progress("  " + (line if len(line) <= 100 else line[:97] + "..."))
     if not image_id:
         image_id = client.images.get(tag).id
     return image_id

@@ -112,7 +112,7 @@ def test_images_command_lists_the_built_images(debian_targets) -> None:  # type:
 def custom_image(docker_client, debian_targets):  # type: ignore[no-untyped-def]
     """A user image with a kernel build tree but none of kmod-py's labels."""
     base = debian_targets["debian:bookworm"].where
-    name = "kmod-py-test/custom-headers:1"
+    name = f"kmod-py-test/custom-headers:{os.getpid()}"
     dockerfile = (f"FROM {base}\nLABEL io.kmod-py.kind=\"\" io.kmod-py.kernel.release=\"\"\n"
                   'ENTRYPOINT ["/bin/false"]\n')
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
@@ -226,7 +226,7 @@ def test_debootstrap_base_image_path(docker_client) -> None:  # type: ignore[no-
     from kbuild_py.paths import cache_dir
 
     require(os.geteuid() == 0, "root (debootstrap)")
-    name = "kmod-py-test/base:bookworm"
+    name = f"kmod-py-test/base:bookworm-{os.getpid()}"  # unique: suites may run at once
     lines: list[str] = []
     baseimages.debootstrap_import(docker_client, "bookworm", debian.mirror_url(), name,
                                   lines.append)
