@@ -264,6 +264,8 @@ def list_images(client: Any = None) -> list[ImageInfo]:
     client = client or docker_client()
     out = []
     for img in client.images.list(filters={"label": f"{KIND_LABEL}=kernel"}):
+        if not img.tags:
+            continue  # an untagged leftover of a rebuild: --prune removes it
         labels = img.labels or {}
         release = labels.get(RELEASE_LABEL, "")
         tags = tuple(sorted(img.tags))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.buildtree import SNAPSHOT_FILES, BuildTree
-from kbuild_py.docker_backend import RUN_LABEL, caller_user
+from kbuild_py.docker_backend import RUN_LABEL, DockerRunner
 from kbuild_py.errors import UsageError
 from kbuild_py.images import KIND_LABEL, RELEASE_LABEL, ensure_dir, image_exists
 from kbuild_py.paths import cache_dir
@@ -36,11 +36,14 @@ def image_releases(client: Any, image: str) -> list[str]:
         'for d in /lib/modules/*/build; do '
         '[ -f "$d/include/generated/utsrelease.h" ] && basename "$(dirname "$d")"; done; true'
     )
-    out = client.containers.run(
-        image, entrypoint=["sh", "-c", script], command=[], remove=True, user=caller_user(),
-        network_disabled=True, labels={RUN_LABEL: str(os.getpid())}, stdout=True, stderr=False,
-    )
-    return sorted(line for line in out.decode().split() if line)
+    lines: list[str] = []
+    res = DockerRunner(image, client).run(["sh", "-c", script], timeout=120, on_line=lines.append)
+    if res.returncode != 0:
+        raise UsageError(
+            f"cannot look for kernel build trees in image {image} (exit {res.returncode})",
+            "the image needs a shell (sh) and /lib/modules/<release>/build",
+        )
+    return sorted(ln.strip() for ln in lines if ln.strip())
 
 
 def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) -> BuildTree:

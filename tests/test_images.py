@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from kbuild_py import baseimages, images, imagetree
 from kbuild_py.cli import app
-from kbuild_py.docker_backend import _unavailable
+from kbuild_py.docker_backend import DockerRunner, _unavailable
 from kbuild_py.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,10 +90,11 @@ def test_snapshot_is_cached_and_matches_the_image(docker_client, debian_targets)
     again = imagetree.snapshot_tree(docker_client, t.where, t.release)
     assert again.path == t.tree.path and again.vermagic == t.tree.vermagic
     uts = (again.path / "include/generated/utsrelease.h").read_text()
-    out = docker_client.containers.run(
-        t.where, ["cat", f"{t.kdir}/include/generated/utsrelease.h"], remove=True
+    lines: list[str] = []
+    DockerRunner(t.where, docker_client).run(
+        ["cat", f"{t.kdir}/include/generated/utsrelease.h"], on_line=lines.append
     )
-    assert out.decode() == uts
+    assert "\n".join(lines) == uts.rstrip("\n")
     assert (again.path / ".image-id").read_text().strip() == docker_client.images.get(t.where).id
 
 
@@ -233,9 +234,11 @@ def test_debootstrap_base_image_path(docker_client) -> None:  # type: ignore[no-
     try:
         img = docker_client.images.get(name)
         assert img.labels == {"io.kmod-py.kind": "base", "io.kmod-py.debian.suite": "bookworm"}
-        out = docker_client.containers.run(
-            name, ["sh", "-c", "cat /etc/debian_version; command -v apt-get"], remove=True
-        ).decode()
+        said: list[str] = []
+        DockerRunner(name, docker_client).run(
+            ["sh", "-c", "cat /etc/debian_version; command -v apt-get"], on_line=said.append
+        )
+        out = "\n".join(said)
         assert out.startswith("12.") and "/usr/bin/apt-get" in out
         assert any("I: Base system installed successfully." in ln for ln in lines)
         assert not list(cache_dir().glob("debootstrap-*"))  # the work dir is gone

@@ -136,3 +136,24 @@ def test_unreachable_mirror_falls_back_to_the_suites_last_image(debian_targets) 
 
     with pytest.raises(MirrorError, match="cannot download http://127.0.0.1:9/debian/dists/"):
         suite_kernels("trixie", mirror="http://127.0.0.1:9/debian")
+
+
+@pytest.mark.docker
+def test_kernels_and_images_json(debian_targets, host_release: str) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    res = runner.invoke(app, ["kernels", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["spec"]: r for r in json.loads(res.output)}
+    assert rows[host_release]["where"].startswith("host ")
+    for spec, t in debian_targets.items():
+        assert rows[spec]["release"] == t.release and rows[spec]["compiler"] == t.compiler
+    res = runner.invoke(app, ["images", "--json"])
+    imgs = {i["release"]: i for i in json.loads(res.output)}
+    bookworm = debian_targets["debian:bookworm"]
+    assert imgs[bookworm.release]["name"] == bookworm.where
+    assert "kmod-py/kernel:debian-bookworm" in imgs[bookworm.release]["tags"]
+    res = runner.invoke(app, ["kernels", "--suite", "bookworm", "--json"])
+    current = [r for r in json.loads(res.output) if r["current"]]
+    assert current == [{"release": bookworm.release, "spec": "debian:bookworm", "current": True,
+                        "image_built": True}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import typer
 
 from kbuild_py.cli import app
@@ -11,6 +13,7 @@ from kbuild_py.cli import app
 def kernels(
     suite: str = typer.Option(None, "--suite", help="List what a Debian suite offers instead."),
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror (default: the host's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
     """List kernels usable now (host build trees, built images), or a suite's kernels."""
     from kbuild_py import kernels as k
@@ -19,6 +22,10 @@ def kernels(
     if suite:
         current, releases = k.suite_kernels(suite, mirror)
         built = _built_releases()
+        if as_json:
+            _json([{"release": r, "spec": f"debian:{suite}" if r == current else r,
+                    "current": r == current, "image_built": r in built} for r in releases])
+            return
         rows = [
             [r, "debian:" + suite if r == current else "", "image built" if r in built else ""]
             for r in releases
@@ -26,6 +33,9 @@ def kernels(
         typer.echo(table(["RELEASE", "SPEC", "STATE"], rows))
         return
     images = _images_or_note()
+    if as_json:
+        _json([asdict(r) for r in k.usable_kernels(images)])
+        return
     rows = [[r.spec, r.release, r.compiler, r.where] for r in k.usable_kernels(images)]
     if rows:
         typer.echo(table(["SPEC", "RELEASE", "COMPILER", "WHERE"], rows))
@@ -43,6 +53,7 @@ def images(
     ),
     prune: bool = typer.Option(False, "--prune", help="Remove kmod-py's images and snapshots."),
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror (default: the host's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the image list as JSON."),
 ) -> None:
     """List, build (--build SPEC) or remove (--prune) kmod-py's kernel-headers images."""
     from kbuild_py import images as im
@@ -61,6 +72,9 @@ def images(
         typer.echo(f"{spec}: {t.where} ({t.release}, {t.compiler or 'compiler unknown'})")
     if build:
         return
+    if as_json:
+        _json([asdict(i) for i in im.list_images()])
+        return
     rows = [
         [i.name, ", ".join(t.split(":", 1)[1] for t in i.tags if t != i.name), i.compiler,
          human_size(i.size), i.created.replace("T", " ")]
@@ -70,6 +84,12 @@ def images(
         typer.echo("no kmod-py images yet: `kmod-py images --build debian:bookworm` builds one")
         return
     typer.echo(table(["IMAGE", "ALIASES", "COMPILER", "SIZE", "CREATED"], rows))
+
+
+def _json(doc: object) -> None:
+    import json
+
+    typer.echo(json.dumps(doc, indent=2))
 
 
 def _images_or_note() -> list:
