@@ -24,7 +24,15 @@ def resolve_targets(
 ) -> list[Target]:
     if kdir is not None:
         return [kernels.host_target(spec=str(kdir), kdir=kdir)]
-    return [
-        kernels.resolve_spec(spec, mirror=mirror, progress=progress)
-        for spec in choose_specs(cli_specs, project_specs)
-    ]
+    out: dict[str, Target] = {}
+    for spec in choose_specs(cli_specs, project_specs):
+        target = kernels.resolve_spec(spec, mirror=mirror, progress=progress)
+        if target.release in out:
+            # Two specs naming one release would share PATH/.kmod-py/<release>/: build it once.
+            if progress:
+                progress(
+                    f"{spec} is {target.release}, already targeted as {out[target.release].spec}"
+                )
+            continue
+        out[target.release] = target
+    return list(out.values())

@@ -66,3 +66,26 @@ def test_choose_specs() -> None:
     assert choose_specs([], []) == ["host"]
     assert choose_specs([], ["debian:trixie"]) == ["debian:trixie"]
     assert choose_specs(["a", "b", "a"], ["c"]) == ["a", "b"]
+
+
+def test_two_specs_for_one_release_build_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbuild_py import kernels
+    from kbuild_py.targets import resolve_targets
+
+    releases = {
+        "debian:bookworm": "6.1.0-50-amd64",
+        "6.1.0-50-amd64": "6.1.0-50-amd64",
+        "debian:trixie": "6.12.117+deb13-amd64",
+    }
+
+    class T:
+        def __init__(self, spec: str) -> None:
+            self.spec, self.release = spec, releases[spec]
+
+    monkeypatch.setattr(kernels, "resolve_spec", lambda spec, **kw: T(spec))
+    said: list[str] = []
+    targets = resolve_targets(
+        ["debian:bookworm", "6.1.0-50-amd64", "debian:trixie"], None, progress=said.append
+    )
+    assert [t.spec for t in targets] == ["debian:bookworm", "debian:trixie"]
+    assert said == ["6.1.0-50-amd64 is 6.1.0-50-amd64, already targeted as debian:bookworm"]
