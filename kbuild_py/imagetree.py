@@ -23,12 +23,7 @@ from kbuild_py.paths import cache_dir
 
 def image_releases(client: Any, image: str) -> list[str]:
     """Kernel releases with a prepared build tree under /lib/modules in an image."""
-    img = image_exists(client, image)
-    if img is None:
-        raise UsageError(
-            f"no Docker image {image!r}",
-            "build or pull it first (`docker images` lists what exists)",
-        )
+    img = image_exists(client, image) or _pull(client, image)
     label = (img.labels or {}).get(RELEASE_LABEL)
     if label:
         return [label]
@@ -44,6 +39,22 @@ def image_releases(client: Any, image: str) -> list[str]:
             "the image needs a shell (sh) and /lib/modules/<release>/build",
         )
     return sorted(ln.strip() for ln in lines if ln.strip())
+
+
+def _pull(client: Any, image: str) -> Any:
+    """Pull an image that is not local yet, or UsageError saying what exists."""
+    from docker.errors import DockerException
+
+    try:
+        return client.images.pull(image)
+    except DockerException as e:
+        why = str(getattr(e, "explanation", None) or e).splitlines()[0][:160]
+        local = sorted(t for i in client.images.list() for t in i.tags)[:12]
+        raise UsageError(
+            f"no Docker image {image!r} here, and pulling it failed ({why})",
+            "local images: " + (", ".join(local) or "none")
+            + " (`kmod-py images` lists kmod-py's kernel images)",
+        ) from e
 
 
 def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) -> BuildTree:

@@ -139,8 +139,9 @@ def test_image_spec_finds_the_release_inside(custom_image: str, debian_targets) 
 def test_image_spec_errors_name_the_problem(docker_client) -> None:  # type: ignore[no-untyped-def]
     from kbuild_py.kernels import resolve_spec
 
-    with pytest.raises(UsageError, match="no Docker image 'kmod-py-test/absent:0'"):
+    with pytest.raises(UsageError, match="no Docker image 'kmod-py-test/absent:0' here") as info:
         resolve_spec("image:kmod-py-test/absent:0")
+    assert "kmod-py/kernel:debian-bookworm" in (info.value.hint or "")
     base = baseimages.ensure_base(docker_client, "bookworm").name
     with pytest.raises(UsageError, match="has no kernel build tree"):
         resolve_spec(f"image:{base}")
