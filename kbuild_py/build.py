@@ -12,6 +12,7 @@ import fnmatch
 import os
 import re
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -233,6 +234,10 @@ def build_one(
     return result
 
 
+def _block_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def build_all(
     project: Path,
     targets: Sequence[Target],
@@ -275,7 +280,9 @@ def build_all(
         for i, t in enumerate(targets):
             one(i, t)
     else:
-        pool = ThreadPoolExecutor(max_workers=jobs)
+        # Workers block SIGINT/SIGTERM so the main thread always receives them and can
+        # cancel every running build (a signal taken by a worker would leave it waiting).
+        pool = ThreadPoolExecutor(max_workers=jobs, initializer=_block_signals)
         futures = [pool.submit(one, i, t) for i, t in enumerate(targets)]
         try:
             for fut in futures:
