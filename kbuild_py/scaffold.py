@@ -8,16 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 from kbuild_py.errors import UsageError
+from kbuild_py.licenses import GPL_COMPATIBLE
 
-# include/linux/license.h: license_is_gpl_compatible()
-GPL_COMPATIBLE = (
-    "GPL",
-    "GPL v2",
-    "GPL and additional rights",
-    "Dual BSD/GPL",
-    "Dual MIT/GPL",
-    "Dual MPL/GPL",
-)
 SPDX = {
     "GPL": "GPL-2.0",
     "GPL v2": "GPL-2.0-only",
@@ -119,6 +111,11 @@ def _c_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
+def _c_comment(value: str) -> str:
+    """Text inside a /* */ block: one line, and no "*/" that would end the comment early."""
+    return value.replace("\n", " ").replace("*/", "* /")
+
+
 def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
@@ -134,6 +131,7 @@ def render(spec: ModuleSpec) -> dict[str, str]:
         autoescape=False,
     )
     env.filters["c_string"] = _c_string
+    env.filters["c_comment"] = _c_comment
     env.filters["toml"] = _toml_string
     ctx = {
         "name": spec.name,
@@ -166,15 +164,17 @@ def scaffold_module(spec: ModuleSpec, parent: Path, force: bool = False) -> Scaf
             "pass --force to rewrite only the files kmod-py generates (others are kept)",
         )
     files = render(spec)
+    for name in files:  # refuse before writing anything
+        target = dest / name
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise UsageError(
+                f"{target} is not a regular file; nothing was written",
+                "move it away and run again",
+            )
     dest.mkdir(parents=True, exist_ok=True)
     result = ScaffoldResult(path=dest.resolve(), warnings=warnings)
     for name, text in files.items():
         target = dest / name
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            raise UsageError(
-                f"{target} is not a regular file; nothing more was written",
-                "move it away and run again",
-            )
         target.write_text(text)
         result.written.append(target)
     result.kept = [p for p in existing if p.name not in files]

@@ -181,3 +181,20 @@ def test_cli_new_creates_every_file(tmp_path: Path) -> None:
         ["hello_module.c", "Kbuild", "Makefile", "kmod.toml", ".gitignore", "README.md"]
     )
     assert 'MODULE_AUTHOR("A");' in (d / "hello_module.c").read_text()
+
+
+def test_description_cannot_end_the_header_comment() -> None:
+    c = render(ModuleSpec("cmt", description="ends */ early\nand more"))["cmt.c"]
+    header_end = c.index("*/")
+    assert header_end > c.index("Load:"), "'*/' in the description closed the comment early"
+    assert 'MODULE_DESCRIPTION("ends */ early and more");' in c
+
+
+def test_force_with_a_generated_name_not_a_file_writes_nothing(tmp_path: Path) -> None:
+    dest = tmp_path / "blocked"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    (dest / "README.md").mkdir()  # the last generated file is a directory
+    with pytest.raises(UsageError, match="nothing was written"):
+        scaffold_module(ModuleSpec("blocked"), tmp_path, force=True)
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "notes.txt"]
