@@ -13,6 +13,7 @@ from itertools import repeat
 from operator import and_
 
 from kbuild_py.checks import Finding, Skip, TargetInfo, rule
+from kbuild_py.licenses import GPL_COMPATIBLE
 from kbuild_py.modfile import (
     ET_REL,
     SHF_EXECINSTR,
@@ -22,14 +23,6 @@ from kbuild_py.modfile import (
 )
 from kbuild_py.signature import PKEY_ID_PKCS7, has_magic
 
-GPL_COMPATIBLE = (
-    "GPL",
-    "GPL v2",
-    "GPL and additional rights",
-    "Dual BSD/GPL",
-    "Dual MIT/GPL",
-    "Dual MPL/GPL",
-)
 MODULE_NAME_MAX = 55  # MODULE_NAME_LEN (64 - sizeof(unsigned long)) minus the NUL on 64-bit
 REBUILD = "rebuild the module against the target kernel's headers (kmod-py build --kernel RELEASE)"
 
