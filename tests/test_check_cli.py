@@ -246,3 +246,11 @@ def test_forked_workers_keep_order_and_results(mods, copies, tmp_path: Path) -> 
     three = list(run_many(paths, None, jobs=3))
     assert [o.path for o in three] == [str(p) for p in paths]
     assert three == one
+
+
+@pytest.mark.parametrize("where", ["missing-dir/report.xml", "."])
+def test_junit_path_not_writable_is_refused_before_checking(tmp_path: Path, where: str) -> None:
+    res = runner.invoke(app, ["check", str(tmp_path / "x.ko"), "--junit", str(tmp_path / where)])
+    assert res.exit_code == 2
+    assert "cannot write --junit" in res.output
+    assert "internal error" not in res.output

@@ -481,3 +481,9 @@ def test_qemu_that_cannot_start_is_an_error_not_a_verdict(modules, image, tmp_pa
     names = {e["name"] for e in read_newc((tmp_path / "out" / tr.INITRAMFS).read_bytes())}
     assert {"init", "bin/busybox", "dev/console", "lib/kmod-py/test/kmodpy_crc.ko.gz",
             "lib/kmod-py/deps/crc_itu_t.ko.gz"} <= names
+
+
+def test_cli_junit_path_not_writable_is_refused_before_booting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    res = runner.invoke(app, ["test", "--ko", str(tmp_path / "x.ko"), "--junit", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "cannot write --junit" in res.output

@@ -8,6 +8,7 @@ that `kmod-py --help` stays fast.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
@@ -21,6 +22,17 @@ def fail(err: KmodError) -> None:
     typer.secho(f"error: {err.message}", err=True, fg=typer.colors.RED)
     if err.hint:
         typer.echo(f"hint: {err.hint}", err=True)
+
+
+def report_file(path: Path | None, option: str) -> None:
+    """Refuse a report path that cannot be written, before any work is done."""
+    from kbuild_py.errors import UsageError
+
+    if path is None:
+        return
+    if path.is_dir() or not path.parent.is_dir():
+        why = "is a directory" if path.is_dir() else f"{path.parent} is not a directory"
+        raise UsageError(f"cannot write {option} {path}: {why}", "pass a file path")
 
 
 class _Group(TyperGroup):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from kbuild_py.cli import app
+from kbuild_py.cli import app, report_file
 
 
 def _targets(kernel: str | None, kdir: Path | None) -> list:  # type: ignore[type-arg]
@@ -73,6 +73,7 @@ def check(
         return
     if kernel is not None and kdir is not None:
         raise UsageError("--kernel and --kdir both given", "pass one target kernel")
+    report_file(junit, "--junit")
     paths = collect([Path(f) for f in files or []], recursive)
     if not paths:
         raise UsageError("no module files given", "kmod-py check FILE.ko [FILE ...] or -r DIR")

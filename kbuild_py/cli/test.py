@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from kbuild_py.cli import app
+from kbuild_py.cli import app, report_file
 
 
 @app.command()
@@ -40,6 +40,7 @@ def test(
 
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {accel!r}", "use auto, kvm or tcg")
+    report_file(junit, "--junit")
     out = sys.stderr if as_json else sys.stdout
     say = lambda m: typer.echo(m, err=True)  # noqa: E731
     if ko:
