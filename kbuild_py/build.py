@@ -141,7 +141,7 @@ def sync_sources(project: Path, outdir: Path) -> None:
         st = src.stat()
         if dst.exists():
             dt = dst.stat()
-            if dt.st_size == st.st_size and int(dt.st_mtime) == int(st.st_mtime):
+            if dt.st_size == st.st_size and dt.st_mtime_ns == st.st_mtime_ns:
                 continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)

@@ -143,3 +143,18 @@ def test_fail_fast_stops_after_first_failure(tmp_path: Path) -> None:
     second = target(tmp_path, second_runner, "2.0.0-1-amd64")
     results = build_all(p, [first, second], BuildOptions(run_checks=False), jobs=1, fail_fast=True)
     assert len(results) == 1 and second_runner.calls == []
+
+
+def test_same_size_edit_within_one_second_is_copied(tmp_path: Path) -> None:
+    import os
+
+    project, out = tmp_path / "p", tmp_path / "out"
+    project.mkdir()
+    src = project / "m.c"
+    src.write_text("return 0;\n")
+    os.utime(src, ns=(1_767_225_600_100_000_000,) * 2)
+    sync_sources(project, out)
+    src.write_text("return 1;\n")  # same size, same whole second
+    os.utime(src, ns=(1_767_225_600_900_000_000,) * 2)
+    sync_sources(project, out)
+    assert (out / "m.c").read_text() == "return 1;\n"
