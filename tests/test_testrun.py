@@ -487,3 +487,13 @@ def test_cli_junit_path_not_writable_is_refused_before_booting(tmp_path) -> None
     res = runner.invoke(app, ["test", "--ko", str(tmp_path / "x.ko"), "--junit", str(tmp_path)])
     assert res.exit_code == 2
     assert "cannot write --junit" in res.output
+
+
+@pytest.mark.parametrize("extra", [["--ko", "missing.ko"], ["--script", "missing.sh"],
+                                   ["--script", "."], ["--timeout", "0"], ["--timeout", "-5"]])
+def test_cli_unusable_inputs_exit_2_before_booting(tmp_path, monkeypatch, extra) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.ko").write_bytes(b"")
+    res = runner.invoke(app, ["test", "--ko", "m.ko", "-k", "6.1.0-56-amd64", *extra])
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and "internal error" not in res.output

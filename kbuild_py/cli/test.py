@@ -41,6 +41,11 @@ def test(
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {accel!r}", "use auto, kvm or tcg")
     report_file(junit, "--junit")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout {timeout:g}: must be more than 0 s", "e.g. --timeout 120")
+    for f in [*(ko or []), *([script] if script else [])]:
+        if not f.is_file():
+            raise UsageError(f"{f}: no such file", "pass an existing file")
     out = sys.stderr if as_json else sys.stdout
     say = lambda m: typer.echo(m, err=True)  # noqa: E731
     if ko:
@@ -51,6 +56,9 @@ def test(
     else:
         base, project_params, project_script, project_timeout, test_jobs, failed = _build(
             path, kernel or [], mirror, jobs, say)
+    if project_script is not None and not project_script.is_file():
+        raise UsageError(f"kmod.toml [test] script {project_script}: no such file",
+                         "fix the path (relative to the module directory)")
     opts = tr.TestOptions(
         params=tr.parse_params(param or [], project_params),
         script=script or project_script,
