@@ -129,6 +129,8 @@ def source_files(project: Path) -> list[Path]:
         for name in sorted(files):
             if any(fnmatch.fnmatch(name, pat) for pat in BUILD_OUTPUTS):
                 continue
+            if not os.path.isfile(os.path.join(root, name)):
+                continue  # a broken link (an editor's lock file such as .#m.c), a FIFO, a socket
             out.append(Path(root, name).relative_to(project))
     return out
 

@@ -158,3 +158,16 @@ def test_same_size_edit_within_one_second_is_copied(tmp_path: Path) -> None:
     os.utime(src, ns=(1_767_225_600_900_000_000,) * 2)
     sync_sources(project, out)
     assert (out / "m.c").read_text() == "return 1;\n"
+
+
+def test_broken_links_and_fifos_are_not_copied(tmp_path: Path) -> None:
+    import os
+
+    project, out = tmp_path / "p", tmp_path / "out"
+    project.mkdir()
+    (project / "m.c").write_text("int x;\n")
+    (project / ".#m.c").symlink_to("user@host.1234")  # Emacs' lock file: a dangling link
+    os.mkfifo(project / "pipe")
+    assert [str(p) for p in source_files(project)] == ["m.c"]
+    sync_sources(project, out)
+    assert sorted(p.name for p in out.iterdir()) == ["m.c"]
