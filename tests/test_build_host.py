@@ -36,6 +36,14 @@ def test_scaffolded_module_builds_clean_with_w1(scaffold, host_release: str) -> 
     assert not list(project.glob("*.o")) and not list(project.glob("*.ko"))
 
 
+@pytest.mark.parametrize("name", ["kobject", "rcu", "mt"])
+def test_names_of_kernel_functions_build(scaffold, host_release: str, name: str) -> None:
+    # NAME_init would clash with kobject_init(), rcu_init(), mt_init() in the kernel headers.
+    res = build(scaffold(name), "--kernel", host_release)
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output.lower(), res.output
+
+
 def test_plain_make_works_without_kmod_py(scaffold, host_kdir: Path) -> None:
     project = scaffold("plain_mod")
     proc = subprocess.run(

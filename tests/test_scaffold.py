@@ -39,8 +39,8 @@ def test_makefile_uses_kbuild_m_form_never_subdirs() -> None:
 def test_c_source_shape() -> None:
     c = render(ModuleSpec("hello_module"))["hello_module.c"]
     assert '#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt' in c
-    assert "static int __init hello_module_init(void)" in c
-    assert "static void __exit hello_module_exit(void)" in c
+    assert "static int __init hello_module_mod_init(void)" in c
+    assert "static void __exit hello_module_mod_exit(void)" in c
     assert 'pr_info("loaded\\n")' in c and 'pr_info("unloaded\\n")' in c
     for macro in ("MODULE_LICENSE", "MODULE_AUTHOR", "MODULE_DESCRIPTION", "MODULE_VERSION"):
         assert macro in c

@@ -12,19 +12,19 @@
 #include <linux/module.h>
 #include <linux/printk.h>
 
-static int __init hello_module_init(void)
+static int __init hello_module_mod_init(void)
 {
 	pr_info("loaded\n");
 	return 0;
 }
 
-static void __exit hello_module_exit(void)
+static void __exit hello_module_mod_exit(void)
 {
 	pr_info("unloaded\n");
 }
 
-module_init(hello_module_init);
-module_exit(hello_module_exit);
+module_init(hello_module_mod_init);
+module_exit(hello_module_mod_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("Ada Lovelace <ada@example.org>");
