@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kbuild_py.errors import UsageError
+
 
 def cache_dir() -> Path:
     """$KMOD_PY_CACHE, else $XDG_CACHE_HOME/kmod-py, else ~/.cache/kmod-py."""
@@ -16,5 +18,13 @@ def cache_dir() -> Path:
 
 
 def output_dir(project: Path, release: str) -> Path:
-    """Per-kernel output directory inside a module project: PATH/.kmod-py/<release>/."""
+    """Per-kernel output directory inside a module project: PATH/.kmod-py/<release>/.
+
+    The release comes from a build tree (utsrelease.h) or an image; one that is not a single
+    path component would point the build (which deletes stale .ko files) outside .kmod-py/."""
+    if release in ("", ".", "..") or "/" in release or "\0" in release:
+        raise UsageError(
+            f"kernel release {release!r} cannot name an output directory",
+            "check the build tree's include/generated/utsrelease.h",
+        )
     return project / ".kmod-py" / release

@@ -171,3 +171,15 @@ def test_broken_links_and_fifos_are_not_copied(tmp_path: Path) -> None:
     assert [str(p) for p in source_files(project)] == ["m.c"]
     sync_sources(project, out)
     assert sorted(p.name for p in out.iterdir()) == ["m.c"]
+
+
+def test_a_release_that_is_not_one_path_component_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from kbuild_py.errors import UsageError
+    from kbuild_py.paths import output_dir
+
+    assert output_dir(tmp_path, "6.1.0-56-amd64") == tmp_path / ".kmod-py" / "6.1.0-56-amd64"
+    for bad in ("", ".", "..", "../../victim", "6.1/x"):
+        with pytest.raises(UsageError, match="cannot name an output directory"):
+            output_dir(tmp_path, bad)
