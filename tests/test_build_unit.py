@@ -183,3 +183,15 @@ def test_a_release_that_is_not_one_path_component_is_refused(tmp_path: Path) -> 
     for bad in ("", ".", "..", "../../victim", "6.1/x"):
         with pytest.raises(UsageError, match="cannot name an output directory"):
             output_dir(tmp_path, bad)
+
+
+def test_cli_kernel_and_kdir_together_are_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kbuild_py.cli import app
+
+    (tmp_path / "Kbuild").write_text("obj-m := m.o\n")
+    res = CliRunner().invoke(
+        app, ["build", str(tmp_path), "--kdir", str(tmp_path), "--kernel", "debian:trixie"]
+    )
+    assert res.exit_code == 2 and "--kernel and --kdir both given" in res.output

@@ -49,6 +49,10 @@ def build(
     from kbuild_py.project import find_module_dir, load_project
     from kbuild_py.targets import resolve_targets
 
+    if kdir is not None and kernel:
+        from kbuild_py.errors import UsageError
+
+        raise UsageError("--kernel and --kdir both given", "pass --kdir DIR or --kernel SPEC")
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
     opts = b.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
