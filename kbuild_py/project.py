@@ -90,8 +90,13 @@ def load_project(path: Path) -> Project:
     test = _table(data, "test", file)
     modules = _str_list(module.get("modules", module.get("name", [])), "module.name", file)
     timeout = test.get("timeout")
-    if timeout is not None and not isinstance(timeout, (int, float)):
-        raise ProjectError(f"{file}: test.timeout must be a number of seconds")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise ProjectError(f"{file}: test.timeout must be a number of seconds (more than 0)")
+    script = test.get("script")
+    if script is not None and not isinstance(script, str):
+        raise ProjectError(f"{file}: test.script must be a path (a string)")
     return Project(
         path=path,
         modules=modules,
@@ -102,7 +107,7 @@ def load_project(path: Path) -> Project:
         kernels=_str_list(build.get("kernels", []), "build.kernels", file),
         make_vars=_str_map(build.get("make_vars", {}), "build.make_vars", file),
         test_params=_str_map(test.get("params", {}), "test.params", file),
-        test_script=test.get("script"),
+        test_script=script,
         test_timeout=float(timeout) if timeout is not None else None,
         has_file=True,
     )

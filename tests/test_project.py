@@ -38,6 +38,10 @@ def test_full_file(tmp_path: Path) -> None:
         "[build]\nkernels = [1]\n",
         "[build]\nmake_vars = [1]\n",
         '[test]\ntimeout = "x"\n',
+        "[test]\ntimeout = 0\n",
+        "[test]\ntimeout = -5\n",
+        "[test]\ntimeout = true\n",
+        "[test]\nscript = 3\n",
     ],
 )
 def test_invalid_files_are_errors(tmp_path: Path, text: str) -> None:
