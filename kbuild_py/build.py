@@ -51,6 +51,8 @@ _DIAG = re.compile(
 )
 _MODPOST = re.compile(r"^(?P<kind>ERROR|WARNING): modpost: (?P<msg>.*)$")
 _MAKE_ERR = re.compile(r"^make(?:\[\d+\])?: \*\*\* (?P<msg>.*)$")
+# make's own fatal errors in a makefile: `Kbuild:3: *** $(error ...) text.  Stop.`
+_MAKEFILE_ERR = re.compile(r"^(?P<file>[^:\s][^:]*):(?P<line>\d+): \*\*\* (?P<msg>.*)$")
 _PROGRESS = re.compile(r"^\s{2}(CC|LD|AR|AS|MODPOST|BTF|SIGN|STRIP|INSTALL|DEPMOD|CLEAN)\b")
 
 
@@ -80,6 +82,9 @@ def parse_diagnostic(
         return Diagnostic("warning", text)
     if _MAKE_ERR.match(text):
         return Diagnostic("error", text)
+    m = _MAKEFILE_ERR.match(text)
+    if m:
+        return Diagnostic("error", text, m.group("file"), int(m.group("line")))
     return None
 
 

@@ -195,3 +195,14 @@ def test_cli_kernel_and_kdir_together_are_refused(tmp_path: Path) -> None:
         app, ["build", str(tmp_path), "--kdir", str(tmp_path), "--kernel", "debian:trixie"]
     )
     assert res.exit_code == 2 and "--kernel and --kdir both given" in res.output
+
+
+def test_makefile_fatal_errors_are_diagnostics() -> None:
+    # $(error ...) in the user's Kbuild, or Kbuild refusing M= with a space in it
+    d = parse_diagnostic("/o/Kbuild:2: *** CONFIG_FOO is required.  Stop.", Path("/o"), Path("/p"))
+    assert d and d.kind == "error" and d.text.startswith("/p/Kbuild:2: ***") and d.line == 2
+    d = parse_diagnostic(
+        "/usr/src/linux-headers-6.1.0-56-common/Makefile:157: *** building multiple external "
+        "modules is not supported.  Stop."
+    )
+    assert d and d.kind == "error"
