@@ -118,6 +118,11 @@ def find_module_dir(path: Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise UsageError(f"{path}: no such directory", "pass the module's directory")
+    if any(c.isspace() for c in str(path.resolve())):
+        raise UsageError(
+            f"{path.resolve()}: Kbuild cannot build in a path with white space (M=...)",
+            "move the module to a path without spaces",
+        )
     if (path / "Kbuild").is_file():
         return path.resolve()
     for name in ("Makefile", "makefile", "GNUmakefile"):

@@ -93,3 +93,11 @@ def test_two_specs_for_one_release_build_once(monkeypatch: pytest.MonkeyPatch) -
     )
     assert [t.spec for t in targets] == ["debian:bookworm", "debian:trixie"]
     assert said == ["6.1.0-50-amd64 is 6.1.0-50-amd64, already targeted as debian:bookworm"]
+
+
+def test_a_path_with_spaces_is_refused(tmp_path: Path) -> None:
+    mod = tmp_path / "with space" / "m"
+    mod.mkdir(parents=True)
+    (mod / "Kbuild").write_text("obj-m := m.o\n")
+    with pytest.raises(UsageError, match="white space"):
+        find_module_dir(mod)
