@@ -198,3 +198,10 @@ def test_force_with_a_generated_name_not_a_file_writes_nothing(tmp_path: Path) -
     with pytest.raises(UsageError, match="nothing was written"):
         scaffold_module(ModuleSpec("blocked"), tmp_path, force=True)
     assert sorted(p.name for p in dest.iterdir()) == ["README.md", "notes.txt"]
+
+
+def test_cli_file_system_refusal_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    res = CliRunner().invoke(app, ["new", "x", "--dir", str(tmp_path / "afile" / "sub")])
+    assert res.exit_code == 2
+    assert "Not a directory" in res.output and "internal error" not in res.output

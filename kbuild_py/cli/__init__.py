@@ -55,6 +55,12 @@ class _Group(TyperGroup):
                 "KMOD_PY_DEBUG"
             ):
                 raise
+            if isinstance(err, OSError) and err.strerror:
+                # The file system refused (read-only, permissions, disk full): exit 2.
+                where = f"{err.filename}: " if err.filename is not None else ""
+                typer.secho(f"error: {where}{err.strerror}", err=True, fg=typer.colors.RED)
+                typer.echo("hint: check the path, its permissions and free space", err=True)
+                raise typer.Exit(2) from None
             typer.secho(
                 f"error: internal error: {type(err).__name__}: {err}", err=True, fg=typer.colors.RED
             )
