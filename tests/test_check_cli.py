@@ -254,3 +254,17 @@ def test_junit_path_not_writable_is_refused_before_checking(tmp_path: Path, wher
     assert res.exit_code == 2
     assert "cannot write --junit" in res.output
     assert "internal error" not in res.output
+
+
+def test_reader_leaving_the_pipe_stops_quietly() -> None:
+    """`kmod-py check ... | head`: no internal error, no traceback, exit 141 like a C tool."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kbuild_py", "check", "--list-rules"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == ""

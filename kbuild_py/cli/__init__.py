@@ -35,6 +35,17 @@ def report_file(path: Path | None, option: str) -> None:
         raise UsageError(f"cannot write {option} {path}: {why}", "pass a file path")
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 class _Group(TyperGroup):
     """Turns a KmodError raised by any command into its message and exit code."""
 
@@ -55,6 +66,10 @@ class _Group(TyperGroup):
                 "KMOD_PY_DEBUG"
             ):
                 raise
+            if isinstance(err, BrokenPipeError):
+                # `kmod-py check -r DIR | head`: the reader left; stop quietly, like a C tool.
+                _quiet_stdout()
+                raise typer.Exit(141) from None
             if isinstance(err, OSError) and err.strerror:
                 # The file system refused (read-only, permissions, disk full): exit 2.
                 where = f"{err.filename}: " if err.filename is not None else ""
