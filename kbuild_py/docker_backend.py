@@ -170,6 +170,12 @@ class DockerRunner:
             _live[container.id] = container
         try:
             container.start()
+        except APIError as e:
+            _forget(container)
+            raise InfraError(
+                f"cannot start {argv[0]!r} in a container of {self.image}: {e.explanation}",
+                "the image needs a shell and make (`kmod-py images` builds suitable ones)",
+            ) from e
         except BaseException:
             _forget(container)
             raise

@@ -256,3 +256,13 @@ def test_abort_all_stops_a_runner_in_another_thread(tmp_path: Path, docker_clien
     th.join(timeout=30)
     assert not th.is_alive() and out[0].returncode == 130
     assert containers_of(docker_client, os.getpid()) == []
+
+
+def test_a_program_missing_from_the_image_is_an_infra_error(docker_client,  # type: ignore[no-untyped-def]
+                                                            debian_targets) -> None:
+    from kbuild_py.errors import InfraError
+
+    runner = DockerRunner(debian_targets["debian:trixie"].where, docker_client)
+    with pytest.raises(InfraError, match="cannot start 'no-such-program'"):
+        runner.run(["no-such-program"], timeout=60)
+    assert containers_of(docker_client, os.getpid()) == []
