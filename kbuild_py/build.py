@@ -140,10 +140,24 @@ def source_files(project: Path) -> list[Path]:
     return out
 
 
+SOURCES_MANIFEST = ".kmod-py-sources"  # in outdir: the files the last sync copied
+
+
 def sync_sources(project: Path, outdir: Path) -> None:
-    """Mirror the sources into outdir; unchanged files keep their mtime (make stays incremental)."""
+    """Mirror the sources into outdir; unchanged files keep their mtime (make stays incremental).
+    A source removed from the project since the last sync is removed from outdir too."""
     outdir.mkdir(parents=True, exist_ok=True)
-    for rel in source_files(project):
+    files = source_files(project)
+    manifest = outdir / SOURCES_MANIFEST
+    now = {str(rel) for rel in files}
+    before = manifest.read_text().splitlines() if manifest.is_file() else []
+    for rel in before:
+        gone = outdir / rel
+        if rel not in now and ".." not in Path(rel).parts and not Path(rel).is_absolute():
+            if gone.is_file() or gone.is_symlink():
+                gone.unlink()
+    manifest.write_text("".join(f"{r}\n" for r in sorted(now) if "\n" not in r))
+    for rel in files:
         src, dst = project / rel, outdir / rel
         st = src.stat()
         if dst.exists():

@@ -170,7 +170,7 @@ def test_broken_links_and_fifos_are_not_copied(tmp_path: Path) -> None:
     os.mkfifo(project / "pipe")
     assert [str(p) for p in source_files(project)] == ["m.c"]
     sync_sources(project, out)
-    assert sorted(p.name for p in out.iterdir()) == ["m.c"]
+    assert sorted(p.name for p in out.iterdir()) == [".kmod-py-sources", "m.c"]
 
 
 def test_a_release_that_is_not_one_path_component_is_refused(tmp_path: Path) -> None:
@@ -206,3 +206,16 @@ def test_makefile_fatal_errors_are_diagnostics() -> None:
         "modules is not supported.  Stop."
     )
     assert d and d.kind == "error"
+
+
+def test_a_source_removed_from_the_project_leaves_the_output_dir(tmp_path: Path) -> None:
+    project, out = tmp_path / "p", tmp_path / "out"
+    project.mkdir()
+    (project / "Kbuild").write_text("obj-m := m.o\n")
+    (project / "gone.h").write_text("#define GONE 1\n")
+    sync_sources(project, out)
+    (out / "build.log").write_text("kmod-py's own file\n")
+    (project / "gone.h").unlink()
+    sync_sources(project, out)
+    assert not (out / "gone.h").exists()  # a stale copy would hide the missing header
+    assert (out / "Kbuild").is_file() and (out / "build.log").is_file()
