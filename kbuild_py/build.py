@@ -150,13 +150,14 @@ def sync_sources(project: Path, outdir: Path) -> None:
     files = source_files(project)
     manifest = outdir / SOURCES_MANIFEST
     now = {str(rel) for rel in files}
-    before = manifest.read_text().splitlines() if manifest.is_file() else []
+    raw = "utf-8", "surrogateescape"  # file names are bytes; keep undecodable ones as they are
+    before = manifest.read_text(*raw).splitlines() if manifest.is_file() else []
     for rel in before:
         gone = outdir / rel
         if rel not in now and ".." not in Path(rel).parts and not Path(rel).is_absolute():
             if gone.is_file() or gone.is_symlink():
                 gone.unlink()
-    manifest.write_text("".join(f"{r}\n" for r in sorted(now) if "\n" not in r))
+    manifest.write_text("".join(f"{r}\n" for r in sorted(now) if "\n" not in r), *raw)
     for rel in files:
         src, dst = project / rel, outdir / rel
         st = src.stat()
