@@ -66,7 +66,7 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "module_init(wheel_mod_init);" in (work / "wheel_mod" / "wheel_mod.c").read_text()
+    assert "module_init(wheel_mod_mod_init);" in (work / "wheel_mod" / "wheel_mod.c").read_text()
 
 
 def test_help_does_not_import_heavy_libraries() -> None:
