@@ -311,7 +311,10 @@ def test_dependencies_resolve_through_the_kernels_tree(image, modules) -> None: 
 
 @pytest.mark.qemu
 @pytest.mark.headers
-def test_cli_prebuilt_scaffolded_module_json_and_junit(built_hello, host_release, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_prebuilt_scaffolded_module_json_and_junit(built_hello, host_release, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # a .ko outside .kmod-py/: the console log goes under the cwd
     junit = tmp_path / "junit.xml"
     res = runner.invoke(app, ["test", "--ko", str(built_hello), "--kernel", host_release,
                               "--json", "--junit", str(junit)])
@@ -322,7 +325,8 @@ def test_cli_prebuilt_scaffolded_module_json_and_junit(built_hello, host_release
     assert any("hello_module: loaded" in k for k in steps["insmod"]["kernel"])
     assert any("hello_module: unloaded" in k for k in steps["rmmod"]["kernel"])
     assert data[0]["sysfs"] == {"hello_module": "present"}
-    log = built_hello.parent / ".kmod-py" / host_release / "test-console.log"
+    log = work / ".kmod-py" / host_release / "test-console.log"
+    assert not (built_hello.parent / ".kmod-py").exists()
     assert log.is_file() and "Bye" not in log.read_text() and "unloaded" in log.read_text()
     assert ET.parse(junit).getroot().get("failures") == "0"
 

@@ -103,7 +103,11 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
     else:
         pairs = [(s, *tr.release_for_spec(s, mirror)) for s in specs]
         pairs = [p for i, p in enumerate(pairs) if p[1] not in {q[1] for q in pairs[:i]}]
-    project = kos[0].resolve().parent
+    # The console log goes to PROJECT/.kmod-py/<release>/: for a module kmod-py built that is
+    # its own directory; for any other .ko it is under the current directory (never next to
+    # a module in, say, /lib/modules).
+    ko_dir = kos[0].resolve().parent
+    project = ko_dir.parent.parent if ko_dir.parent.name == ".kmod-py" else Path.cwd()
     return [tr.KernelTest(label, rel, tuple(kos), output_dir(project, rel), suite)
             for label, rel, suite in pairs], []
 
