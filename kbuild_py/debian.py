@@ -222,6 +222,8 @@ def extract_deb(deb: Path, dest: Path) -> Path:
         )
     except FileNotFoundError as e:
         raise MirrorError("dpkg-deb not found", "apt-get install dpkg") from e
+    except subprocess.TimeoutExpired as e:
+        raise MirrorError(f"dpkg-deb -x {deb.name} took longer than 600 s", "check the disk") from e
     except subprocess.CalledProcessError as e:
         raise MirrorError(
             f"dpkg-deb -x {deb.name} failed: {e.stderr.decode(errors='replace').strip()}"

@@ -23,8 +23,6 @@ echo "\$ kmod-py build --kernel $RELEASE"
 echo
 echo "\$ kmod-py check .kmod-py/$RELEASE/hello_module.ko --kernel $RELEASE"
 "$KMOD" check ".kmod-py/$RELEASE/hello_module.ko" --kernel "$RELEASE"
-if "$KMOD" test --help >/dev/null 2>&1; then
-    echo
-    echo "\$ kmod-py test --kernel $RELEASE"
-    "$KMOD" test --kernel "$RELEASE"
-fi
+echo
+echo "\$ kmod-py test --kernel $RELEASE"
+"$KMOD" test --kernel "$RELEASE"
