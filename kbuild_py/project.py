@@ -75,6 +75,35 @@ def _str_map(value: Any, what: str, where: Path) -> dict[str, str]:
     return out
 
 
+KNOWN_KEYS = {
+    "module": {"name", "modules", "license", "author", "description", "version"},
+    "build": {"kernels", "make_vars"},
+    "test": {"params", "script", "timeout"},
+}
+
+
+def _check_keys(data: dict[str, Any], file: Path) -> None:
+    """A misspelt key would silently change what gets built: refuse it, suggesting the word."""
+    import difflib
+
+    for key, value in data.items():
+        if key not in KNOWN_KEYS:
+            near = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            raise ProjectError(
+                f"{file}: unknown table or key {key!r}",
+                f"did you mean [{near[0]}]?" if near else "known tables: [module], [build], [test]",
+            )
+        if isinstance(value, dict):
+            for sub in value:
+                if sub not in KNOWN_KEYS[key]:
+                    near = difflib.get_close_matches(sub, KNOWN_KEYS[key], n=1)
+                    known = ", ".join(sorted(KNOWN_KEYS[key]))
+                    raise ProjectError(
+                        f"{file}: unknown key {sub!r} in [{key}]",
+                        f"did you mean {near[0]!r}?" if near else f"[{key}] knows: {known}",
+                    )
+
+
 def load_project(path: Path) -> Project:
     """Read PATH/kmod.toml when it exists; a directory without one is a plain Kbuild project."""
     path = Path(path)
@@ -87,6 +116,7 @@ def load_project(path: Path) -> Project:
         raise ProjectError(f"{file}: {e}", "fix the TOML syntax") from e
     module = _table(data, "module", file)
     build = _table(data, "build", file)
+    _check_keys(data, file)
     test = _table(data, "test", file)
     modules = _str_list(module.get("modules", module.get("name", [])), "module.name", file)
     timeout = test.get("timeout")

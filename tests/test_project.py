@@ -101,3 +101,19 @@ def test_a_path_with_spaces_is_refused(tmp_path: Path) -> None:
     (mod / "Kbuild").write_text("obj-m := m.o\n")
     with pytest.raises(UsageError, match="white space"):
         find_module_dir(mod)
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ('[build]\nkernals = ["debian:trixie"]\n', "did you mean 'kernels'?"),
+        ("[biuld]\n", "did you mean [build]?"),
+        ('[test]\nscirpt = "x"\n', "did you mean 'script'?"),
+        ("[other]\n", "known tables"),
+    ],
+)
+def test_misspelt_keys_are_refused(tmp_path: Path, text: str, hint: str) -> None:
+    (tmp_path / "kmod.toml").write_text(text)
+    with pytest.raises(ProjectError) as exc:
+        load_project(tmp_path)
+    assert hint in (exc.value.hint or "")
