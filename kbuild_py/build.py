@@ -344,3 +344,26 @@ def compiler_in_use(target: Target, make_vars: Mapping[str, str]) -> str:
 def compiler_mismatch(kernel_cc: str, used_cc: str) -> bool:
     """Kbuild compares the whole --version line; so do we (ignoring surrounding space)."""
     return bool(kernel_cc and used_cc) and kernel_cc.strip() != used_cc.strip()
+
+
+def plan_parallelism(opts: BuildOptions, n_targets: int, jobs: int, make_jobs: int) -> int:
+    """Kernels at once (default 1, or 2 for a matrix); each gets its share of make -j."""
+    if make_jobs:
+        opts.make_jobs = make_jobs
+    jobs = jobs or (2 if n_targets > 1 else 1)
+    if n_targets > 1 and not make_jobs:
+        opts.make_jobs = max(1, opts.make_jobs // min(jobs, n_targets))
+    return jobs
+
+
+def compiler_mismatches(
+    targets: Sequence[Target], make_vars: Mapping[str, str]
+) -> list[tuple[Target, str]]:
+    """(target, compiler in use) for host targets whose compiler differs from the kernel's."""
+    out = []
+    for t in targets:
+        if t.where == "host":
+            used = compiler_in_use(t, make_vars)
+            if compiler_mismatch(t.compiler, used):
+                out.append((t, used))
+    return out

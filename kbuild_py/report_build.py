@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -133,3 +135,39 @@ def rep_json(rep) -> dict:  # type: ignore[no-untyped-def]
             for f in rep.findings
         ],
     }
+
+
+def compiler_warning(release: str, kernel_cc: str, used: str) -> list[str]:
+    return [
+        paint(
+            f"warning: the compiler differs from the one used to build kernel {release}", "yellow"
+        ),
+        f"  kernel built by: {kernel_cc}",
+        f"  you are using:   {used}",
+        "hint: install the kernel's compiler or pass --make-var CC=...",
+    ]
+
+
+class LiveView:
+    """Prints make's lines (concise or all) and each kernel's outcome, thread-safely."""
+
+    def __init__(self, project: Path, many: bool, verbose: bool, stream=None) -> None:  # type: ignore[no-untyped-def]
+        self.project, self.many, self.verbose = project, many, verbose
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def _print(self, lines: Sequence[str]) -> None:
+        with self._lock:
+            for line in lines:
+                print(line, file=self.stream, flush=True)
+
+    def line(self, target, line: str) -> None:  # type: ignore[no-untyped-def]
+        from kbuild_py.paths import output_dir
+
+        line = line.replace(f"{output_dir(self.project, target.release)}/", "")
+        shown = live_line(line, f"[{target.release}] " if self.many else "", self.verbose)
+        if shown is not None:
+            self._print([shown])
+
+    def done(self, res: BuildResult) -> None:
+        self._print(render_result(res, self.project))

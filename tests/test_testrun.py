@@ -311,7 +311,9 @@ def test_dependencies_resolve_through_the_kernels_tree(image, modules) -> None: 
 
 @pytest.mark.qemu
 @pytest.mark.headers
-def test_cli_prebuilt_scaffolded_module_json_and_junit(built_hello, host_release, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cli_prebuilt_scaffolded_module_json_and_junit(  # type: ignore[no-untyped-def]
+    built_hello, host_release, tmp_path, monkeypatch
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # a .ko outside .kmod-py/: the console log goes under the cwd

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import typer
@@ -59,42 +58,11 @@ def build(
     targets = resolve_targets(
         kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
     )
-    if make_jobs:
-        opts.make_jobs = make_jobs
-    jobs = jobs or (2 if len(targets) > 1 else 1)
-    if len(targets) > 1 and not make_jobs:
-        opts.make_jobs = max(1, opts.make_jobs // min(jobs, len(targets)))
-    many = len(targets) > 1
-    lock = threading.Lock()
-    out = sys.stderr if as_json else sys.stdout
-
-    for t in targets:
-        if t.where == "host":
-            used = b.compiler_in_use(t, opts.make_vars)
-            if b.compiler_mismatch(t.compiler, used):
-                typer.secho(
-                    f"warning: the compiler differs from the one used to build kernel {t.release}",
-                    err=True,
-                    fg=typer.colors.YELLOW,
-                )
-                typer.echo(f"  kernel built by: {t.compiler}\n  you are using:   {used}", err=True)
-                typer.echo(
-                    "hint: install the kernel's compiler or pass --make-var CC=...", err=True
-                )
-
-    from kbuild_py.paths import output_dir
-
-    def on_line(target, line: str) -> None:  # type: ignore[no-untyped-def]
-        line = line.replace(f"{output_dir(project_dir, target.release)}/", "")
-        shown = rb.live_line(line, f"[{target.release}] " if many else "", verbose)
-        if shown is not None:
-            with lock:
-                print(shown, file=out, flush=True)
-
-    def on_done(res) -> None:  # type: ignore[no-untyped-def]
-        with lock:
-            for line in rb.render_result(res, project_dir):
-                print(line, file=out, flush=True)
+    jobs = b.plan_parallelism(opts, len(targets), jobs, make_jobs)
+    for t, used in b.compiler_mismatches(targets, opts.make_vars):
+        for line in rb.compiler_warning(t.release, t.compiler, used):
+            typer.echo(line, err=True)
+    view = rb.LiveView(project_dir, len(targets) > 1, verbose, sys.stderr if as_json else None)
 
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
@@ -104,14 +72,14 @@ def build(
             opts,
             jobs=jobs,
             fail_fast=fail_fast,
-            on_line=on_line,
-            on_done=on_done,
+            on_line=view.line,
+            on_done=view.done,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
     if as_json:
         typer.echo(rb.to_json(results))
-    elif many:
+    elif len(targets) > 1:
         typer.echo("")
         typer.echo(rb.summary_table(results))
     skipped = len(targets) - len(results)
