@@ -2,23 +2,29 @@
 
 Only this package imports typer. Each command lives in its own module; heavy
 libraries (jinja2, pyelftools, docker) are imported inside command bodies so
-that `kmod-py --help` stays fast.
+that `kmod-py --help` stays fast. typer itself (and the pydantic it builds its
+parameter converters with, ~0.15 s) is imported when `app` is first used:
+`kmod-py check` with plain arguments runs without it (kbuild_py.cli.checkmain).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-
-import typer
-from typer.core import TyperGroup
+from typing import TYPE_CHECKING, Any
 
 from kbuild_py import __version__
 from kbuild_py.errors import KmodError
 
+if TYPE_CHECKING:
+    import typer
+
 
 def fail(err: KmodError) -> None:
     """Print a KmodError as `error:`/`hint:` lines on stderr."""
+    import typer
+
     typer.secho(f"error: {err.message}", err=True, fg=typer.colors.RED)
     if err.hint:
         typer.echo(f"hint: {err.hint}", err=True)
@@ -37,8 +43,6 @@ def report_file(path: Path | None, option: str) -> None:
 
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
-    import sys
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -46,78 +50,102 @@ def _quiet_stdout() -> None:
         pass
 
 
-class _Group(TyperGroup):
-    """Turns a KmodError raised by any command into its message and exit code."""
+def exit_code_for(err: BaseException) -> int:
+    """What a command's exception becomes: its message on stderr and an exit code.
+    Re-raises what keeps its meaning (typer/click's own exceptions, anything under --debug)."""
+    import typer
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
-        try:
-            return super().invoke(ctx)
-        except KmodError as err:
-            if os.environ.get("KMOD_PY_DEBUG"):
-                raise
-            fail(err)
-            raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-        except Exception as err:
-            # typer/click's own exceptions (usage errors, Exit) keep their meaning.
-            if type(err).__module__.startswith(("typer", "click")) or os.environ.get(
-                "KMOD_PY_DEBUG"
-            ):
-                raise
-            if isinstance(err, BrokenPipeError):
-                # `kmod-py check -r DIR | head`: the reader left; stop quietly, like a C tool.
-                _quiet_stdout()
-                raise typer.Exit(141) from None
-            if isinstance(err, OSError) and err.strerror:
-                # The file system refused (read-only, permissions, disk full): exit 2.
-                where = f"{err.filename}: " if err.filename is not None else ""
-                typer.secho(f"error: {where}{err.strerror}", err=True, fg=typer.colors.RED)
-                typer.echo("hint: check the path, its permissions and free space", err=True)
-                raise typer.Exit(2) from None
-            typer.secho(
-                f"error: internal error: {type(err).__name__}: {err}", err=True, fg=typer.colors.RED
-            )
-            typer.echo("hint: rerun with --debug for the traceback and report it", err=True)
-            raise typer.Exit(2) from None
+    if isinstance(err, KmodError):
+        if os.environ.get("KMOD_PY_DEBUG"):
+            raise err
+        fail(err)
+        return err.exit_code
+    if isinstance(err, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    if not isinstance(err, Exception):
+        raise err
+    # typer/click's own exceptions (usage errors, Exit) keep their meaning.
+    if type(err).__module__.startswith(("typer", "click")) or os.environ.get("KMOD_PY_DEBUG"):
+        raise err
+    if isinstance(err, BrokenPipeError):
+        # `kmod-py check -r DIR | head`: the reader left; stop quietly, like a C tool.
+        _quiet_stdout()
+        return 141
+    if isinstance(err, OSError) and err.strerror:
+        # The file system refused (read-only, permissions, disk full): exit 2.
+        where = f"{err.filename}: " if err.filename is not None else ""
+        typer.secho(f"error: {where}{err.strerror}", err=True, fg=typer.colors.RED)
+        typer.echo("hint: check the path, its permissions and free space", err=True)
+        return 2
+    typer.secho(
+        f"error: internal error: {type(err).__name__}: {err}", err=True, fg=typer.colors.RED
+    )
+    typer.echo("hint: rerun with --debug for the traceback and report it", err=True)
+    return 2
 
 
-app = typer.Typer(
-    cls=_Group,
-    name="kmod-py",
-    help="Build, check and boot-test out-of-tree Linux kernel modules.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+def _make_app() -> typer.Typer:
+    import typer
+    from typer.core import TyperGroup
+
+    class _Group(TyperGroup):
+        """Turns a KmodError raised by any command into its message and exit code."""
+
+        def invoke(self, ctx):  # type: ignore[no-untyped-def]
+            try:
+                return super().invoke(ctx)
+            except (KeyboardInterrupt, Exception) as err:
+                raise typer.Exit(exit_code_for(err)) from None
+
+    cli_app = typer.Typer(
+        cls=_Group,
+        name="kmod-py",
+        help="Build, check and boot-test out-of-tree Linux kernel modules.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    def _version(value: bool) -> None:
+        if value:
+            typer.echo(f"kmod-py {__version__}")
+            raise typer.Exit()
+
+    @cli_app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version."
+        ),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    ) -> None:
+        if debug:
+            os.environ["KMOD_PY_DEBUG"] = "1"
+
+    return cli_app
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"kmod-py {__version__}")
-        raise typer.Exit()
+def _get_app() -> typer.Typer:
+    found = globals().get("app")
+    if found is None:
+        found = globals()["app"] = _make_app()
+        # Importing a command module registers its command(s) on `app`.
+        from kbuild_py.cli import build, check, kernels, new, test  # noqa: F401
+    return found
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
-) -> None:
-    if debug:
-        os.environ["KMOD_PY_DEBUG"] = "1"
-
-
-def _register() -> None:
-    # Importing a command module registers its command(s) on `app`.
-    from kbuild_py.cli import build, check, kernels, new, test  # noqa: F401
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return _get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app(prog_name="kmod-py")
+    if sys.argv[1:2] == ["check"]:
+        from kbuild_py.cli.checkmain import main_fast
 
-
-_register()
+        code = main_fast(sys.argv[2:])  # None: arguments only typer can judge
+        if code is not None:
+            sys.exit(code)
+    _get_app()(prog_name="kmod-py")

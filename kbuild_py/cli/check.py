@@ -1,29 +1,16 @@
-"""kmod-py check: what the kernel's loader will check, before insmod does."""
+"""kmod-py check: what the kernel's loader will check, before insmod does.
+
+The typer command; its body is kbuild_py.cli.checkmain.run_check, which `kmod-py
+check` with plain arguments also reaches without typer (see checkmain).
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
-from kbuild_py.cli import app, report_file
-
-
-def _targets(kernel: str | None, kdir: Path | None) -> list:  # type: ignore[type-arg]
-    """Build trees to check against: --kdir, --kernel SPEC, else kmod.toml's kernels (resolved
-    like `kmod-py build` does), else none: only the target-free rules run."""
-    from kbuild_py.project import load_project
-    from kbuild_py.targets import resolve_targets
-
-    specs = [kernel] if kernel else []
-    if kdir is None and not specs:
-        specs = load_project(Path.cwd()).kernels
-        if not specs:
-            return []
-        typer.echo(f"target kernels from kmod.toml: {', '.join(specs)}", err=True)
-    say = lambda line: typer.echo(line, err=True)  # noqa: E731
-    return [t.tree for t in resolve_targets(specs, kdir, progress=say)]
+from kbuild_py.cli import app
 
 
 def _list_rules() -> None:
@@ -62,61 +49,11 @@ def check(
 
     Exit status: 0 all rules passed, 1 a rule failed, 2 a file could not be read.
     """
-    from kbuild_py import report_check as rc
-    from kbuild_py.checkrun import collect, run_many
-    from kbuild_py.checks import target_info
-    from kbuild_py.errors import UsageError
-    from kbuild_py.render import use_color
+    from kbuild_py.cli.checkmain import run_check
 
     if list_rules:
         _list_rules()
         return
-    if kernel is not None and kdir is not None:
-        raise UsageError("--kernel and --kdir both given", "pass one target kernel")
-    report_file(junit, "--junit")
-    paths = collect([Path(f) for f in files or []], recursive)
-    if not paths:
-        raise UsageError("no module files given", "kmod-py check FILE.ko [FILE ...] or -r DIR")
-    infos = [target_info(t, extra_symbols) for t in _targets(kernel, kdir)] or [None]
-    mode = "json" if as_json else "field" if field else "text"
-    color = use_color() and mode == "text"
-    outcomes, dicts = [], []
-    out = sys.stdout
-    for info in infos:
-        for o in run_many(paths, info, mode=mode, field=field, color=color, want_dict=bool(junit)):
-            outcomes.append(o)
-            if o.error is not None:
-                typer.secho(f"error: {_printable(o.error)}", err=True, fg=typer.colors.RED)
-                dicts.append(rc.unreadable_dict(o.path, o.error))
-                continue
-            dicts.append(o.data)
-            if mode == "field":
-                _emit(out, "".join(v + "\n" for v in o.payload))  # type: ignore[attr-defined]
-            elif mode == "text":
-                _emit(out, o.payload)  # type: ignore[arg-type]
-    if junit:
-        junit.write_text(rc.to_junit(dicts))
-    if mode == "json":
-        _emit(out, rc.to_json(dicts, [i.release if i else None for i in infos]))
-    elif mode == "text" and len(outcomes) > 1:
-        _emit(out, rc.tally_line(outcomes))
-    out.flush()
-    if any(o.error is not None for o in outcomes):
-        raise typer.Exit(2)
-    if not all(o.ok for o in outcomes):
-        raise typer.Exit(1)
-
-
-def _emit(out, text: str) -> None:  # type: ignore[no-untyped-def]
-    """Write text; bytes a module held that are not UTF-8 go out as they were (like modinfo)."""
-    data = text.encode("utf-8", "surrogateescape")
-    buf = getattr(out, "buffer", None)
-    if buf is not None:
-        out.flush()
-        buf.write(data)
-    else:
-        out.write(data.decode("utf-8", "replace"))
-
-
-def _printable(text: str) -> str:
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    code = run_check(files, recursive, kernel, kdir, extra_symbols, as_json, junit, field)
+    if code:
+        raise typer.Exit(code)
