@@ -51,6 +51,13 @@ def main() -> None:
     if not release:
         sys.exit("no Debian kernel headers installed (apt-get install linux-headers-amd64)")
     files = [str(p) for p in fetch_kernel(release).module_files()]
+    # An installed kmod-py has its bytecode compiled (pip does it); an editable checkout
+    # under PYTHONDONTWRITEBYTECODE=1 would recompile ~16 modules from source every run.
+    import compileall
+
+    import kbuild_py
+
+    compileall.compile_dir(Path(kbuild_py.__file__).parent, quiet=1)
     for f in files:  # warm the page cache for both
         Path(f).read_bytes()
     modinfo = ["modinfo", *files]
