@@ -97,43 +97,57 @@ def run_many(
 
 
 def _forked(names: list[str], jobs: int) -> Iterator[Outcome]:
-    """Split the list in contiguous slices: forked children check slices 2..n into
-    temporary files while this process checks (and streams) slice 1, then their results
-    follow in order. One bulk transfer per child instead of one message per file."""
+    """This process checks (and streams) the list from the front while the first child
+    checks it from the back; they meet wherever the work says (modules differ tenfold in
+    cost), told by two claim counters in shared memory. With more cores, further children
+    take static slices off the end. Each child sends its results in one pickled file."""
+    import mmap
     import pickle
     import tempfile
 
     size = -(-len(names) // jobs)
-    slices = [names[i : i + size] for i in range(0, len(names), size)]
-    children: list[tuple[int, str, list[str]]] = []
-    for part in slices[1:]:
+    shared = len(names) - size * (jobs - 2)  # the front part, worked from both ends
+    claims = mmap.mmap(-1, 16)  # anonymous, shared with the children
+    counter = memoryview(claims).cast("q")  # [0]: front claimed below; [1]: back claimed from
+    counter[0], counter[1] = 0, shared
+    parts = [(shared - 1, -1, True)]  # (first index, stop, from the back against the front)
+    parts += [(i, min(i + size, len(names)), False) for i in range(shared, len(names), size)]
+    children: list[tuple[int, str]] = []
+    for first, stop, back in parts:
         fd, tmp = tempfile.mkstemp(prefix="kmod-py-check-")
         pid = os.fork()
         if pid == 0:  # child: never returns into the caller's stack
             code = 1
             try:
+                done = _back(names, counter, first) if back else _slice(names, first, stop)
                 with os.fdopen(fd, "wb") as fh:
-                    pickle.dump([_work(n) for n in part], fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(done, fh, protocol=pickle.HIGHEST_PROTOCOL)
                 code = 0
             finally:
                 os._exit(code)
         os.close(fd)
-        children.append((pid, tmp, part))
+        children.append((pid, tmp))
     try:
-        for name in slices[0]:
-            yield _work(name)
-        for pid, tmp, part in children:
+        i = 0
+        while i < shared:
+            counter[0] = i + 1  # claim i, then see whether the back already has it
+            if i >= counter[1]:
+                break
+            yield _work(names[i])
+            i += 1
+        done: dict[int, Outcome] = {}
+        for pid, tmp in children:
             _, status = os.waitpid(pid, 0)
             if status == 0:
                 with open(tmp, "rb") as fh:
-                    yield from pickle.load(fh)
-            else:  # a child died: do its share here
-                for name in part:
-                    yield _work(name)
+                    done.update(pickle.load(fh))
+        for k in range(i, len(names)):  # a child died, or both sides stood back: do it here
+            o = done.get(k)
+            yield o if o is not None else _work(names[k])
     finally:  # normal end: children are reaped already; Ctrl-C or an error: stop them
         import signal
 
-        for pid, tmp, _ in children:
+        for pid, tmp in children:
             try:
                 if os.waitpid(pid, os.WNOHANG) == (0, 0):
                     os.kill(pid, signal.SIGTERM)
@@ -141,3 +155,22 @@ def _forked(names: list[str], jobs: int) -> Iterator[Outcome]:
             except ChildProcessError:
                 pass
             os.unlink(tmp)
+        counter.release()
+        claims.close()
+
+
+def _back(names: list[str], counter: memoryview, first: int) -> dict[int, Outcome]:
+    """From index first downwards until the front's claims are reached."""
+    out = {}
+    j = first
+    while j >= 0:
+        counter[1] = j  # claim j, then see whether the front already has it
+        if j < counter[0]:
+            break
+        out[j] = _work(names[j])
+        j -= 1
+    return out
+
+
+def _slice(names: list[str], first: int, stop: int) -> dict[int, Outcome]:
+    return {k: _work(names[k]) for k in range(first, stop)}
