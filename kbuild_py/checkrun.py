@@ -28,9 +28,9 @@ class Outcome:
     data: dict | None = None  # JSON-ready report, when asked for (--json, --junit)
 
 
-def collect(files: Sequence[Path], dirs: Sequence[Path]) -> list[Path]:
+def collect(files: Sequence[Path | str], dirs: Sequence[Path]) -> list[Path | str]:
     """FILE arguments as given, then module files found under each -r DIR (sorted)."""
-    out = list(files)
+    out: list[Path | str] = list(files)
     for d in dirs:
         if not d.is_dir():
             raise UsageError(
@@ -47,11 +47,13 @@ def collect(files: Sequence[Path], dirs: Sequence[Path]) -> list[Path]:
 _JOB: dict[str, object] = {}
 
 
-def _work(path: str) -> Outcome:
+def _work(name: str) -> Outcome:
     from kbuild_py import report_check as rc
 
     target = _JOB.get("target")
-    report = check_loaded(Path(path), target)  # type: ignore[arg-type]
+    p = Path(name)  # made here, in the workers: thousands of Paths cost ~10 ms
+    path = str(p)
+    report = check_loaded(p, target)  # type: ignore[arg-type]
     if report.error is not None:
         return Outcome(path, False, report.error, None)
     mode = _JOB.get("mode", "text")
@@ -65,7 +67,7 @@ def _work(path: str) -> Outcome:
 
 
 def run_many(
-    paths: Sequence[Path],
+    paths: Sequence[Path | str],
     target: TargetInfo | None,
     *,
     mode: str = "text",
@@ -78,7 +80,7 @@ def run_many(
     _JOB.update(target=target, mode=mode, field=field, color=color, want_dict=want_dict)
     if target is not None:
         target.warm()
-    names = [str(p) for p in paths]
+    names = list(map(os.fspath, paths))
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     jobs = jobs if jobs is not None else ((ncpu or 1) if len(names) >= PARALLEL_MIN else 1)
     # Per-file objects die by reference counting; the cyclic collector would only walk

@@ -133,7 +133,7 @@ def run_check(
     if kernel is not None and kdir is not None:
         raise UsageError("--kernel and --kdir both given", "pass one target kernel")
     report_file(junit, "--junit")
-    paths = collect([Path(f) for f in files or []], recursive)
+    paths = collect(files or [], recursive)
     if not paths:
         raise UsageError("no module files given", "kmod-py check FILE.ko [FILE ...] or -r DIR")
     infos = [target_info(t, extra_symbols) for t in _targets(kernel, kdir)] or [None]
