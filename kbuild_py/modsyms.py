@@ -18,6 +18,8 @@ SHT_SYMTAB, SHT_NOBITS = 2, 8
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON = 0, 0xFF00, 0xFFF1, 0xFFF2
 STB_WEAK = 2
 _NATIVE_LE = sys.byteorder == "little"
+_RECORD = struct.Struct("64s")  # one __versions record of a 64-bit module, whole
+_first = itemgetter(0)
 
 
 class Symbol(NamedTuple):
@@ -211,7 +213,7 @@ class ModuleSymbols:
             return []
         body = self.section_data(sec)
         n = len(body) - len(body) % 64
-        return list(map(body.__getitem__, map(slice, range(0, n, 64), range(64, n + 1, 64))))
+        return list(map(_first, _RECORD.iter_unpack(body if n == len(body) else body[:n])))
 
     @staticmethod
     def decode_version(record: bytes) -> tuple[str, int]:
