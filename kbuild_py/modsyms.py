@@ -110,60 +110,77 @@ class ModuleSymbols:
 
     def _undefined_fast(self) -> list[tuple[str, int]] | None:
         """(name, st_info) of undefined symbols, for 64-bit little-endian modules on a
-        little-endian host: the st_shndx column is picked straight out of the mapped
-        table and only the hits are decoded. None: use the general path."""
+        little-endian host. None: use the general path."""
+        cols = self._undefined_columns()
+        if cols is None:
+            return None
+        return [pair for pair in zip(*cols, strict=True) if pair[0]]
+
+    def _undefined_columns(self) -> tuple[list[str], list[int]] | None:
+        """Names (some maybe empty) and st_info of the SHN_UNDEF symbols, for 64-bit
+        little-endian modules on a little-endian host: the st_shndx column is picked
+        straight out of the mapped table and only the hits are decoded. None: use the
+        general path."""
         if not (_NATIVE_LE and self.elf_class == 2 and self.elf_data == 1):
             return None
         found = self.__dict__.get("_undef")
-        if found is not None:
-            return found
+        if found is None:
+            found = self.__dict__["_undef"] = self._read_undefined()
+        return found
+
+    def _shndx_column(self) -> tuple[memoryview, list[int]]:
+        """The first symbol table's 24-byte records (64-bit little-endian modules) and
+        their st_shndx column, read once for the rules that look at it."""
+        found = self.__dict__.get("_shndx")
+        if found is None:
+            tabs = self.symtab_indices
+            if tabs:
+                off, size = self.sh_offset[tabs[0]], self.sh_size[tabs[0]]
+                body = memoryview(self.data)[off : off + size // 24 * 24]
+            else:
+                body = memoryview(b"")
+            found = self.__dict__["_shndx"] = (body, body.cast("H")[3::12].tolist())
+        return found
+
+    def _read_undefined(self) -> tuple[list[str], list[int]]:
         tabs = self.symtab_indices
         link = self.sh_link[tabs[0]] if tabs else 0
         if not tabs or not 0 < link < self.e_shnum:
-            return []
-        off, size = self.sh_offset[tabs[0]], self.sh_size[tabs[0]]
+            return [], []
         s_off, s_size = self.sh_offset[link], self.sh_size[link]
         strs = self.data[s_off : s_off + s_size] if self.sh_type[link] != SHT_NOBITS else b""
-        body = memoryview(self.data)[off : off + size // 24 * 24]
-        column = body.cast("H")[3::12].tolist()  # st_shndx of every symbol
-        if not column:
-            return []
-        column[0] = 1  # symbol 0 is the null symbol
+        body, column = self._shndx_column()
         # everything below iterates in C: indices of SHN_UNDEF entries, their st_name and
         # st_info, then the names cut out of the string table
         idx = list(compress(range(len(column)), map(not_, column)))
+        if idx and idx[0] == 0:
+            del idx[0]  # symbol 0 is the null symbol
         if not idx:
-            out: list[tuple[str, int]] = []
-        else:
-            pick = itemgetter(*idx) if len(idx) > 1 else (lambda seq: (seq[idx[0]],))
-            offs = pick(body.cast("I")[0::6].tolist())
-            infos = pick(body[4::24].tolist())
-            text = strs.decode("latin-1") + "\0"
-            ends = map(text.find, repeat("\0"), offs)
-            names = map(text.__getitem__, map(slice, offs, ends))
-            out = [pair for pair in zip(names, infos, strict=True) if pair[0]]
-        self.__dict__["_undef"] = out
-        return out
+            return [], []
+        offs = list(map(body.cast("I")[0::6].__getitem__, idx))
+        infos = list(map(body[4::24].__getitem__, idx))
+        text = strs.decode("latin-1") + "\0"
+        ends = map(text.find, repeat("\0"), offs)
+        return list(map(text.__getitem__, map(slice, offs, ends))), infos
 
     @cached_property
     def needed_names(self) -> frozenset[str]:
         """Names of the undefined, non-weak symbols (what must resolve)."""
-        fast = self._undefined_fast()
-        if fast is not None:
-            if any(info >> 4 == STB_WEAK for info in set(map(itemgetter(1), fast))):
-                return frozenset([n for n, info in fast if info >> 4 != STB_WEAK])
-            return frozenset(map(itemgetter(0), fast))
+        cols = self._undefined_columns()
+        if cols is not None:
+            names, infos = cols
+            if any(info >> 4 == STB_WEAK for info in set(infos)):
+                pairs = zip(names, infos, strict=True)
+                return frozenset([n for n, info in pairs if n and info >> 4 != STB_WEAK])
+            out = frozenset(names)
+            return out - {""} if "" in out else out
         return frozenset([s.name for s in self.undefined_symbols if s.bind != STB_WEAK])
 
     @cached_property
     def common_symbols(self) -> list[Symbol]:
         if _NATIVE_LE and self.elf_class == 2 and self.elf_data == 1:
-            tabs = self.symtab_indices
-            if tabs:
-                off, size = self.sh_offset[tabs[0]], self.sh_size[tabs[0]]
-                body = memoryview(self.data)[off : off + size // 24 * 24]
-                if SHN_COMMON not in body.cast("H")[3::12].tolist():
-                    return []
+            if SHN_COMMON not in self._shndx_column()[1]:
+                return []
         return self._symbols(lambda shndx: shndx == SHN_COMMON)
 
     @property
