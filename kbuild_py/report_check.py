@@ -8,7 +8,6 @@ most recently first-seen parameter first (kmod prepends to its list).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
@@ -191,6 +190,8 @@ def to_json(dicts: Sequence[dict], targets: Sequence[str | None]) -> str:
         "unreadable": sum(1 for d in dicts if d["error"] is not None),
     }
     doc = {"targets": list(targets), "summary": s, "modules": list(dicts)}
+    import json
+
     return json.dumps(doc, indent=2) + "\n"
 
 

@@ -100,11 +100,12 @@ def say(line: str, *, red: bool = False) -> None:
 def _targets(kernel: str | None, kdir: Path | None) -> list:  # type: ignore[type-arg]
     """Build trees to check against: --kdir, --kernel SPEC, else kmod.toml's kernels (resolved
     like `kmod-py build` does), else none: only the target-free rules run."""
-    from kbuild_py.project import load_project
     from kbuild_py.targets import resolve_targets
 
     specs = [kernel] if kernel else []
     if kdir is None and not specs:
+        from kbuild_py.project import load_project  # tomllib: only when kmod.toml is read
+
         specs = load_project(Path.cwd()).kernels
         if not specs:
             return []
