@@ -24,7 +24,7 @@ class Outcome:
     path: str
     ok: bool
     error: str | None  # unreadable: one line
-    payload: object  # str (text), list[str] (-F values) or None (json only)
+    payload: object  # bytes (text), list[str] (-F values) or None (json only)
     data: dict | None = None  # JSON-ready report, when asked for (--json, --junit)
 
 
@@ -62,7 +62,9 @@ def _work(name: str) -> Outcome:
     if mode == "field":
         payload = rc.field_values(report.module, str(_JOB["field"]))  # type: ignore[arg-type]
     elif mode == "text":
-        payload = rc.report_text(report, bool(_JOB.get("color")))
+        # encoded here, in the workers; bytes a module held that are not UTF-8 go out as
+        # they were (like modinfo)
+        payload = rc.report_text(report, bool(_JOB.get("color"))).encode("utf-8", "surrogateescape")
     return Outcome(path, report.ok, None, payload, data)
 
 

@@ -142,10 +142,12 @@ def run_check(
     color = use_color() and mode == "text"
     outcomes, dicts = [], []
     out = sys.stdout
+    pending = _Pending(out)
     for info in infos:
         for o in run_many(paths, info, mode=mode, field=field, color=color, want_dict=bool(junit)):
             outcomes.append(o)
             if o.error is not None:
+                pending.flush()  # a terminal shows stdout and stderr in order
                 say(f"error: {_printable(o.error)}", red=True)
                 dicts.append(rc.unreadable_dict(o.path, o.error))
                 continue
@@ -153,7 +155,8 @@ def run_check(
             if mode == "field":
                 _emit(out, "".join(v + "\n" for v in o.payload))  # type: ignore[attr-defined]
             elif mode == "text":
-                _emit(out, o.payload)  # type: ignore[arg-type]
+                pending.add(o.payload)  # type: ignore[arg-type]
+    pending.flush()
     if junit:
         junit.write_text(rc.to_junit(dicts))
     if mode == "json":
@@ -166,9 +169,32 @@ def run_check(
     return 0 if all(o.ok for o in outcomes) else 1
 
 
+class _Pending:
+    """Text reports (already bytes, encoded in the workers) written 256 KiB at a time."""
+
+    def __init__(self, out) -> None:  # type: ignore[no-untyped-def]
+        self.out, self.parts, self.size = out, [], 0
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= 1 << 18:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            data = b"".join(self.parts)
+            self.parts.clear()
+            self.size = 0
+            _write(self.out, data)
+
+
 def _emit(out, text: str) -> None:  # type: ignore[no-untyped-def]
     """Write text; bytes a module held that are not UTF-8 go out as they were (like modinfo)."""
-    data = text.encode("utf-8", "surrogateescape")
+    _write(out, text.encode("utf-8", "surrogateescape"))
+
+
+def _write(out, data: bytes) -> None:  # type: ignore[no-untyped-def]
     buf = getattr(out, "buffer", None)
     if buf is not None:
         out.flush()
