@@ -53,14 +53,23 @@ def _params(items: Sequence[tuple[str, str]]) -> list[tuple[str, str | None, str
     return [(n, params[n][0], params[n][1]) for n in reversed(order)]
 
 
+_LABELS: dict[str, str] = {}  # "key:" padded to column 16, per key seen
+
+
 def modinfo_text(m: ModuleFile, filename: str | None = None) -> str:
     """The block `modinfo FILE` prints for this module."""
     items = info_list(m)
     lines = [f"filename:       {filename or kmod_filename(m.path)}"]
+    labels = _LABELS
     for key, value in items:
         if key == "parm" or key == "parmtype":
             continue
-        lines.append(f"{key}:{' ' * abs(15 - len(key))}{value}")
+        label = labels.get(key)
+        if label is None:
+            label = f"{key}:{' ' * abs(15 - len(key))}"
+            if len(labels) < 4096:
+                labels[key] = label
+        lines.append(label + value)
     for name, desc, typ in _params(items):
         if desc is None:
             lines.append(f"parm:           {name}:{typ}")
