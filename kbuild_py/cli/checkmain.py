@@ -80,11 +80,17 @@ def main_fast(args: Sequence[str]) -> int | None:
     if opts is None:
         return None
     try:
-        return run_check(**opts)  # type: ignore[arg-type]
+        code = run_check(**opts)  # type: ignore[arg-type]
     except (KeyboardInterrupt, Exception) as err:
         from kbuild_py.cli import exit_code_for
 
-        return exit_code_for(err)
+        code = exit_code_for(err)
+    # The process ends next: keep the interpreter's final garbage collection from walking
+    # every object again (~20 ms after thousands of modules). Objects are still freed.
+    import gc
+
+    gc.freeze()
+    return code
 
 
 def say(line: str, *, red: bool = False) -> None:
