@@ -14,8 +14,6 @@ import os
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,6 +70,9 @@ def _apt_mirror() -> str | None:
 
 def _fetch(url: str, dest: Path, timeout: int = HTTP_TIMEOUT) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
+    import urllib.error  # lazily: urllib.request pulls in http, ssl and email (~20 ms)
+    import urllib.request
+
     tmp = dest.with_name(dest.name + f".part{os.getpid()}")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
