@@ -107,22 +107,25 @@ def fetch_deb(package: str, suite: str | None = None, mirror: str | None = None)
 
 def _split_image_parts(release: str, suite: str | None, mirror: str | None) -> list[Path]:
     """Debian 7.x: linux-image-R is a metapackage over linux-binary-R and linux-modules-R."""
-    parts = []
-    for choices in (
-        (f"linux-binary-{release}", f"linux-binary-unsigned-{release}"),
-        (f"linux-modules-{release}",),
-    ):
-        last: MirrorError | None = None
-        for package in choices:
-            try:
-                parts.append(fetch_deb(package, suite, mirror))
-                break
-            except MirrorError as err:
-                last = err
-        else:
-            assert last is not None
-            raise last
-    return parts
+    return [
+        fetch_first(choices, suite, mirror)
+        for choices in (
+            (f"linux-binary-{release}", f"linux-binary-unsigned-{release}"),
+            (f"linux-modules-{release}",),
+        )
+    ]
+
+
+def fetch_first(packages: tuple[str, ...], suite: str | None, mirror: str | None) -> Path:
+    """The .deb of the first of `packages` that can be fetched (else the first one's error)."""
+    first: MirrorError | None = None
+    for package in packages:
+        try:
+            return fetch_deb(package, suite, mirror)
+        except MirrorError as err:
+            first = first or err
+    assert first is not None
+    raise first
 
 
 def fetch_kernel(release: str, suite: str | None = None, mirror: str | None = None) -> KernelImage:
@@ -132,16 +135,9 @@ def fetch_kernel(release: str, suite: str | None = None, mirror: str | None = No
     with _locked(cache_dir() / "kernels" / f".{release}.lock"):
         if (dest / ".complete").is_file() and image.vmlinuz.is_file():
             return image
-        last: MirrorError | None = None
-        for package in (f"linux-image-{release}", f"linux-image-{release}-unsigned"):
-            try:
-                deb = fetch_deb(package, suite, mirror)
-                break
-            except MirrorError as err:
-                last = err
-        else:
-            assert last is not None
-            raise last
+        deb = fetch_first(
+            (f"linux-image-{release}", f"linux-image-{release}-unsigned"), suite, mirror
+        )
         tmp = Path(tempfile.mkdtemp(prefix=f".{release}.", dir=dest.parent))
         try:
             debian.extract_deb(deb, tmp)

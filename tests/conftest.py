@@ -113,3 +113,19 @@ def debian_targets(docker_client, image_build_lines: list[str]):  # type: ignore
     from kbuild_py.kernels import resolve_spec
 
     return {s: resolve_spec(s, progress=image_build_lines.append) for s in DEBIAN_SPECS}
+
+
+@pytest.fixture(scope="session")
+def mods(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> dict[str, Path]:
+    """The check tier's real modules (good ones and built negatives), built once per session."""
+    import checkdata
+
+    return checkdata.build_all(tmp_path_factory.getbasetemp() / "checkdata", host_kdir)
+
+
+@pytest.fixture(scope="session")
+def copies(tmp_path_factory: pytest.TempPathFactory, built_hello: Path) -> dict[str, Path]:
+    """Stripped, compressed and signed copies of built_hello."""
+    import checkdata
+
+    return checkdata.derived(tmp_path_factory.getbasetemp() / "derived", built_hello)

@@ -11,7 +11,6 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import checkdata
 import pytest
 from conftest import require
 from typer.testing import CliRunner
@@ -26,16 +25,6 @@ runner = CliRunner()
 
 def check(*args: str):  # type: ignore[no-untyped-def]
     return runner.invoke(app, ["check", *map(str, args)])
-
-
-@pytest.fixture(scope="session")
-def mods(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> dict[str, Path]:
-    return checkdata.build_all(tmp_path_factory.getbasetemp() / "checkdata", host_kdir)
-
-
-@pytest.fixture(scope="session")
-def copies(tmp_path_factory: pytest.TempPathFactory, built_hello: Path) -> dict[str, Path]:
-    return checkdata.derived(tmp_path_factory.getbasetemp() / "derived", built_hello)
 
 
 @pytest.fixture(scope="session")

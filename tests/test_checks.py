@@ -19,16 +19,6 @@ pytestmark = pytest.mark.headers
 
 
 @pytest.fixture(scope="session")
-def mods(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> dict[str, Path]:
-    return checkdata.build_all(tmp_path_factory.getbasetemp() / "checkdata", host_kdir)
-
-
-@pytest.fixture(scope="session")
-def copies(tmp_path_factory: pytest.TempPathFactory, built_hello: Path) -> dict[str, Path]:
-    return checkdata.derived(tmp_path_factory.getbasetemp() / "derived", built_hello)
-
-
-@pytest.fixture(scope="session")
 def tree(host_kdir: Path) -> BuildTree:
     return BuildTree.open(host_kdir)
 

@@ -19,16 +19,6 @@ from kbuild_py.symvers import parse_symvers, read_symvers
 pytestmark = pytest.mark.headers
 
 
-@pytest.fixture(scope="session")
-def mods(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> dict[str, Path]:
-    return checkdata.build_all(tmp_path_factory.getbasetemp() / "checkdata", host_kdir)
-
-
-@pytest.fixture(scope="session")
-def copies(tmp_path_factory: pytest.TempPathFactory, built_hello: Path) -> dict[str, Path]:
-    return checkdata.derived(tmp_path_factory.getbasetemp() / "derived", built_hello)
-
-
 def test_reads_built_module(built_hello: Path, host_kdir: Path) -> None:
     m = read_module(built_hello)
     tree = BuildTree.open(host_kdir)
