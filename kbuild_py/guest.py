@@ -2,7 +2,10 @@
 
 `init_script` is a pure function of a GuestPlan. The script prints marker lines
 (`@@kmod-py STEP NAME VALUE`) around each step; the kernel's own lines land on the
-same serial console in between. `parse_console` (in verdict.py) reads them back.
+same serial console in between, but printk's console output may be deferred past the
+step's end (7.x prints from a thread), so each step also replays the kernel log records
+it added (`kmsg` markers, read from the ring buffer with dmesg) for exact attribution.
+`parse_console` (in verdict.py) reads them back.
 """
 
 from __future__ import annotations
@@ -55,10 +58,13 @@ echo 8 > /proc/sys/kernel/printk
 m() {{ echo "{MARK} $*"; }}
 step() {{
     s=$1; n=$2; shift 2
+    k=$(dmesg | wc -l)
     m begin "$s" "$n"
     "$@" >/tmp/out 2>&1 </dev/null
     rc=$?
     while IFS= read -r l; do m out "$s" "$n" "$l"; done </tmp/out
+    dmesg | tail -n +$((k + 1)) >/tmp/kmsg
+    while IFS= read -r l; do m kmsg "$s" "$n" "$l"; done </tmp/kmsg
     m end "$s" "$n" "$rc"
     return $rc
 }}

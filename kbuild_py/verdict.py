@@ -45,6 +45,7 @@ class Step:
     rc: int | None = None  # None: began and never ended
     output: list[str] = field(default_factory=list)  # what the command printed
     kernel: list[str] = field(default_factory=list)  # kernel lines seen meanwhile
+    exact: bool = False  # kernel lines come from the step's own kmsg replay
 
 
 @dataclass
@@ -120,7 +121,7 @@ class _Parser:
         if text.strip():
             if self.first_problem is None and PROBLEM.search(text):
                 self.first_problem = index
-            if self.current is not None:
+            if self.current is not None and not self.current.exact:
                 self.current.kernel.append(text)
         if marker is not None:
             self.marker(marker)
@@ -136,6 +137,13 @@ class _Parser:
             v.steps.append(self.current)
         elif kind == "out" and self.current is not None and len(parts) >= 3:
             self.current.output.append(marker.split(" ", 3)[3] if len(parts) > 3 else "")
+        elif kind == "kmsg" and self.current is not None and len(parts) >= 3:
+            # The ring buffer's record of this step replaces what the console interleaved.
+            if not self.current.exact:
+                self.current.exact, self.current.kernel = True, []
+            text = parts[3] if len(parts) > 3 else ""
+            if text.strip() and LOADER_ARTEFACT not in text:
+                self.current.kernel.append(text)
         elif kind == "end" and self.current is not None and len(parts) >= 4:
             self.current.rc = _int(parts[3])
         elif kind == "init":

@@ -166,3 +166,32 @@ def test_marker_glued_to_kernel_text_is_split() -> None:
 def test_stopped_guest_without_done_fails() -> None:
     v = parse_console(_synthetic("@@kmod-py begin insmod m", "@@kmod-py end insmod m 0"), ["m"])
     assert v.status == "fail" and "stopped before the test finished" in v.problems[-1]
+
+
+def test_deferred_console_lines_are_attributed_by_the_kmsg_replay() -> None:
+    """7.x prints the console from a thread: a step's kernel lines may reach the serial
+    console after the step has ended; the step's kmsg replay keeps attribution exact."""
+    v = parse_console(_synthetic(
+        "@@kmod-py begin insmod m",
+        "@@kmod-py kmsg insmod m [    1.500000] m: loading out-of-tree module taints kernel.",
+        "@@kmod-py kmsg insmod m [    1.510000] m: loaded",
+        "@@kmod-py end insmod m 0",
+        "@@kmod-py sysfs m present", "@@kmod-py taint loaded 12288",
+        "@@kmod-py begin rmmod m",
+        "[    1.500000] m: loading out-of-tree module taints kernel.",  # deferred console copy
+        "[    1.510000] m: loaded",
+        "@@kmod-py kmsg rmmod m [    1.600000] m: unloaded",
+        "@@kmod-py end rmmod m 0",
+        "[    1.600000] m: unloaded",
+        "@@kmod-py taint end 12288", "@@kmod-py done - 1.7",
+    ), ["m"])
+    assert v.status == "pass", v.problems
+    insmod = v.kernel_lines("insmod", "m")
+    rmmod = v.kernel_lines("rmmod", "m")
+    assert any("m: loaded" in k for k in insmod)
+    assert rmmod == ["[    1.600000] m: unloaded"]
+
+
+def test_init_script_replays_each_steps_kernel_records() -> None:
+    script = init_script(GuestPlan([GuestModule("m", "m.ko.gz")]))
+    assert "k=$(dmesg | wc -l)" in script and "m kmsg" in script
