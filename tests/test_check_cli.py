@@ -259,3 +259,21 @@ def test_reader_leaving_the_pipe_stops_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert err == ""
+
+
+def test_field_and_json_together_are_refused(built_hello: Path) -> None:
+    res = check(built_hello, "-F", "license", "--json")
+    assert res.exit_code == 2 and "-F and --json both given" in res.stderr
+
+
+def test_extra_symbols_without_a_target_warns(
+    built_hello: Path, host_kdir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no kmod.toml here: no target
+    res = check(built_hello, "--extra-symbols", str(host_kdir / "Module.symvers"))
+    assert res.exit_code == 0, res.output
+    assert "--extra-symbols has no effect without a target kernel" in res.stderr
+    res = check(
+        built_hello, "--kdir", str(host_kdir), "--extra-symbols", str(host_kdir / "Module.symvers")
+    )
+    assert res.exit_code == 0 and "no effect" not in res.stderr

@@ -139,11 +139,16 @@ def run_check(
 
     if kernel is not None and kdir is not None:
         raise UsageError("--kernel and --kdir both given", "pass one target kernel")
+    if as_json and field:
+        raise UsageError("-F and --json both given", "use -F FIELD for bare values, or --json")
     report_file(junit, "--junit")
     paths = collect(files or [], recursive)
     if not paths:
         raise UsageError("no module files given", "kmod-py check FILE.ko [FILE ...] or -r DIR")
     infos = [target_info(t, extra_symbols) for t in _targets(kernel, kdir)] or [None]
+    if extra_symbols and infos == [None]:
+        say("warning: --extra-symbols has no effect without a target kernel "
+            "(--kernel, --kdir or kernels in kmod.toml)")
     mode = "json" if as_json else "field" if field else "text"
     color = use_color() and mode == "text"
     outcomes, dicts = [], []
