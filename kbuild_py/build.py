@@ -12,7 +12,6 @@ import fnmatch
 import os
 import re
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from kbuild_py.kernels import Target
 from kbuild_py.paths import output_dir
+from kbuild_py.process import signals_to_main_thread
 
 # Files Kbuild writes; never copied from the user's tree into an output directory.
 BUILD_OUTPUTS = (
@@ -256,10 +256,6 @@ def build_one(
     return result
 
 
-def _block_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
 def build_all(
     project: Path,
     targets: Sequence[Target],
@@ -304,7 +300,7 @@ def build_all(
     else:
         # Workers block SIGINT/SIGTERM so the main thread always receives them and can
         # cancel every running build (a signal taken by a worker would leave it waiting).
-        pool = ThreadPoolExecutor(max_workers=jobs, initializer=_block_signals)
+        pool = ThreadPoolExecutor(max_workers=jobs, initializer=signals_to_main_thread)
         futures = [pool.submit(one, i, t) for i, t in enumerate(targets)]
         try:
             for fut in futures:

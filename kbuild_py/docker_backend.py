@@ -10,7 +10,6 @@ kmod-py process) so leftovers can be found and removed (`kmod-py images --prune`
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -115,7 +114,7 @@ class DockerRunner:
 
         if process.cancelled():
             return Result(130, False, 0.0)
-        _signals_to_main_thread()
+        process.signals_to_main_thread()
         # cwd (the output directory) is the only mount; without one, nothing is mounted.
         workdir = str(Path(cwd).resolve()) if cwd is not None else None
         start = time.monotonic()
@@ -180,13 +179,6 @@ class DockerRunner:
             _forget(container)
             raise
         return container
-
-
-def _signals_to_main_thread() -> None:
-    """In a worker thread, block SIGINT/SIGTERM so the kernel delivers them to the main
-    thread, whose handler (KeyboardInterrupt -> process.cancel_all()) stops the builds."""
-    if threading.current_thread() is not threading.main_thread():
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _follow(container: Any, on_line: LineSink | None) -> int:

@@ -58,6 +58,14 @@ def cancel_all() -> None:
             pass
 
 
+def signals_to_main_thread() -> None:
+    """In a worker thread, block SIGINT/SIGTERM so the kernel delivers them to the main
+    thread, whose handler (KeyboardInterrupt -> cancel_all()) stops every process; a signal
+    taken by a worker would leave the main thread waiting. Use as a thread initializer."""
+    if threading.current_thread() is not threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def cancelled() -> bool:
     return _cancelled.is_set()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from kbuild_py import guest, initramfs, moddeps, qemu
 from kbuild_py.errors import InfraError, KmodError, UsageError
 from kbuild_py.kimage import KernelImage, fetch_kernel
+from kbuild_py.process import signals_to_main_thread
 from kbuild_py.verdict import Verdict, parse_console
 
 DEFAULT_TIMEOUT = 120.0
@@ -209,7 +210,7 @@ def run_all(
 
     if parallel <= 1 or len(jobs) <= 1:
         return [one(j) for j in jobs]
-    pool = ThreadPoolExecutor(max_workers=parallel)
+    pool = ThreadPoolExecutor(max_workers=parallel, initializer=signals_to_main_thread)
     try:
         return list(pool.map(one, jobs))
     except BaseException:

@@ -10,7 +10,10 @@ parameter converters with, ~0.15 s) is imported when `app` is first used:
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +42,20 @@ def report_file(path: Path | None, option: str) -> None:
     if path.is_dir() or not path.parent.is_dir():
         why = "is a directory" if path.is_dir() else f"{path.parent} is not a directory"
         raise UsageError(f"cannot write {option} {path}: {why}", "pass a file path")
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM acts like Ctrl-C meanwhile: running builds, containers and guests are stopped."""
+
+    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _quiet_stdout() -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 import typer
 
-from kbuild_py.cli import app
+from kbuild_py.cli import app, sigterm_interrupts
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -64,8 +63,7 @@ def build(
             typer.echo(line, err=True)
     view = rb.LiveView(project_dir, len(targets) > 1, verbose, sys.stderr if as_json else None)
 
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
+    with sigterm_interrupts():
         results = b.build_all(
             project_dir,
             targets,
@@ -75,8 +73,6 @@ def build(
             on_line=view.line,
             on_done=view.done,
         )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if as_json:
         typer.echo(rb.to_json(results))
     elif len(targets) > 1:
@@ -88,6 +84,3 @@ def build(
     if skipped or not all(r.ok for r in results):
         raise typer.Exit(1)
 
-
-def _sigterm(signum, frame) -> None:  # type: ignore[no-untyped-def]
-    raise KeyboardInterrupt

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from kbuild_py.cli import app, report_file
+from kbuild_py.cli import app, report_file, sigterm_interrupts
 
 
 @app.command()
@@ -77,12 +76,9 @@ def test(
 
     for f in failed:
         on_done(f)
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
+    with sigterm_interrupts():
         results = failed + tr.run_all(test_jobs, opts, parallel=jobs, on_done=on_done,
                                       on_output=stream if verbose else None)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if junit:
         junit.write_text(rt.to_junit(results, base))
     if as_json:
@@ -130,6 +126,3 @@ def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  #
     script = project_dir / project.test_script if project.test_script else None
     return (project_dir, project.test_params, script, project.test_timeout, test_jobs, failed)
 
-
-def _sigterm(signum, frame) -> None:  # type: ignore[no-untyped-def]
-    raise KeyboardInterrupt
