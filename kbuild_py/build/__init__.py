@@ -1,0 +1,1 @@
+"""`kmod-py build`: plan, sources, running make per kernel."""

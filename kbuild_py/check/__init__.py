@@ -1,0 +1,1 @@
+"""`kmod-py check`: what the kernel's loader checks, before insmod does."""

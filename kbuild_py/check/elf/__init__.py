@@ -1,0 +1,1 @@
+"""Reading a module file: ELF sections, symbols, signature, Module.symvers."""

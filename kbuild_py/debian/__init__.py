@@ -1,0 +1,1 @@
+"""The Debian archive: package indexes, kernel releases per suite, linux-image packages."""

@@ -1,0 +1,1 @@
+"""Docker images kmod-py builds in: kernel-headers images, base images, build-tree snapshots."""

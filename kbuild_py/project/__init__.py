@@ -1,0 +1,1 @@
+"""A module project: kmod.toml and the module directory."""

@@ -1,0 +1,1 @@
+"""Rendering results: build, check and test reports, tables."""

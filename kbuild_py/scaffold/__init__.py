@@ -1,0 +1,1 @@
+"""`kmod-py new`: a module project from the templates."""

@@ -1,0 +1,1 @@
+"""One module per outside process: host processes, Docker, QEMU."""
