@@ -41,8 +41,8 @@ def timed(argv: list[str]) -> float:
 
 
 def main() -> None:
-    from kbuild_py.kernels import host_releases
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
+    from kbuild_py.kernels.resolve import host_releases
 
     if not shutil.which("modinfo"):
         sys.exit("modinfo (Debian package kmod) is needed")

@@ -47,9 +47,9 @@ def fresh(project: Path) -> Path:
 
 
 def main() -> None:
-    from kbuild_py.build import BuildOptions, build_all
-    from kbuild_py.kernels import resolve_spec
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.build.run import BuildOptions, build_all
+    from kbuild_py.kernels.resolve import resolve_spec
+    from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     targets = [resolve_spec(s, progress=lambda line: print("  " + line)) for s in SPECS]
     work = Path(tempfile.mkdtemp(prefix="kmod-py-bench-"))

@@ -58,7 +58,7 @@ def interleaved(*argvs: list[str], runs: int = RUNS) -> list[tuple[float, str]]:
 
 
 def build_hello(work: Path, release: str) -> Path:
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     project = scaffold_module(ModuleSpec(name="hello_module"), work).path
     subprocess.run(["make", "-C", f"/lib/modules/{release}/build", f"M={project}", "modules"],
@@ -67,8 +67,8 @@ def build_hello(work: Path, release: str) -> Path:
 
 
 def minimal_initrd(work: Path, ko: Path) -> Path:
-    from kbuild_py import initramfs
-    from kbuild_py.testrun import find_busybox
+    from kbuild_py.boot import initramfs
+    from kbuild_py.boot.run import find_busybox
 
     image = initramfs.build({"bin/busybox": find_busybox(), "hello_module.ko": ko},
                             MINIMAL_INIT, executables=["bin/busybox"])
@@ -90,8 +90,8 @@ def vng_bin(budget: float = 240) -> str | None:
 
 
 def main() -> None:
-    from kbuild_py.kernels import host_releases
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
+    from kbuild_py.kernels.resolve import host_releases
 
     release = [r for r in host_releases() if r.endswith("-amd64")][-1]
     image = fetch_kernel(release)

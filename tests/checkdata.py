@@ -86,7 +86,7 @@ _CACHE: dict[str, dict[str, Path]] = {}
 
 def patch_modinfo(src: Path, dst: Path, old: bytes, new: bytes) -> Path:
     """Copy src to dst with one .modinfo string replaced (new padded with NULs to old's length)."""
-    from kbuild_py.modfile import read_module
+    from kbuild_py.check.elf.modfile import read_module
 
     assert len(new) <= len(old)
     data = bytearray(src.read_bytes())
@@ -222,7 +222,7 @@ def crafted_tree(
     """A copy of a build tree's files with another release, Kconfig changes and altered CRCs."""
     import re
 
-    from kbuild_py.buildtree import BuildTree
+    from kbuild_py.kernels.buildtree import BuildTree
 
     snap = tree.snapshot_into(root)
     uts = root / "include/generated/utsrelease.h"

@@ -38,7 +38,7 @@ def require(condition: bool, what: str) -> None:
 @pytest.fixture(scope="session")
 def host_release() -> str:
     """The release of a Debian kernel-headers package installed on the host."""
-    from kbuild_py.kernels import host_releases
+    from kbuild_py.kernels.resolve import host_releases
 
     releases = [r for r in host_releases() if r.endswith("-amd64")]
     require(bool(releases), "Debian kernel headers on the host (linux-headers-amd64)")
@@ -53,7 +53,7 @@ def host_kdir(host_release: str) -> Path:
 @pytest.fixture
 def scaffold(tmp_path: Path):
     """Scaffold a module with `kmod-py new` semantics and return its directory."""
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     def make(name: str = "hello_module", **kw: str) -> Path:
         return scaffold_module(ModuleSpec(name=name, **kw), tmp_path).path
@@ -64,7 +64,7 @@ def scaffold(tmp_path: Path):
 @pytest.fixture(scope="session")
 def built_hello(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> Path:
     """hello_module scaffolded and built on the host against the installed headers; its .ko."""
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     require(shutil.which("make") is not None, "make")
     parent = tmp_path_factory.mktemp("built")
@@ -88,8 +88,8 @@ DEBIAN_SPECS = ("debian:bookworm", "debian:trixie", "debian:trixie-backports")
 @pytest.fixture(scope="session")
 def docker_client():  # type: ignore[no-untyped-def]
     """A connected Docker SDK client (required under CI; make test starts dockerd)."""
-    from kbuild_py.docker_backend import docker_client as connect
     from kbuild_py.errors import DockerUnavailable
+    from kbuild_py.seams.docker import docker_client as connect
 
     try:
         return connect()
@@ -110,7 +110,7 @@ def debian_targets(docker_client, image_build_lines: list[str]):  # type: ignore
     On a fresh machine this builds the base images and the three kernel-headers images
     (a few minutes); afterwards they are reused from the daemon.
     """
-    from kbuild_py.kernels import resolve_spec
+    from kbuild_py.kernels.resolve import resolve_spec
 
     return {s: resolve_spec(s, progress=image_build_lines.append) for s in DEBIAN_SPECS}
 

@@ -123,8 +123,8 @@ def test_bad_make_var_is_exit_2(scaffold) -> None:
 def test_compiler_mismatch_is_reported(scaffold, host_release: str, host_kdir: Path) -> None:
     from conftest import require
 
-    from kbuild_py.build import kernel_compiler_program
-    from kbuild_py.buildtree import BuildTree
+    from kbuild_py.build.run import kernel_compiler_program
+    from kbuild_py.kernels.buildtree import BuildTree
 
     kernel_cc = kernel_compiler_program(BuildTree.open(host_kdir).cc_version_text)
     require(
@@ -144,7 +144,7 @@ def test_kdir_build_then_check_against_other_vermagic(
     project = scaffold("vm")
     res = build(project, "--kdir", str(host_kdir))
     assert res.exit_code == 0, res.output
-    from kbuild_py.buildtree import BuildTree
+    from kbuild_py.kernels.buildtree import BuildTree
 
     other = BuildTree.open(host_kdir).snapshot_into(tmp_path / "other")
     uts = other.path / "include/generated/utsrelease.h"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kbuild_py.build import (
+from kbuild_py.build.run import (
     BuildOptions,
     build_all,
     kernel_compiler_program,
@@ -14,9 +14,9 @@ from kbuild_py.build import (
     source_files,
     sync_sources,
 )
-from kbuild_py.buildtree import BuildTree
-from kbuild_py.kernels import Target
-from kbuild_py.process import Result
+from kbuild_py.kernels.buildtree import BuildTree
+from kbuild_py.kernels.resolve import Target
+from kbuild_py.seams.process import Result
 
 
 class FakeRunner:

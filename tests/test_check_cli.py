@@ -15,9 +15,9 @@ import pytest
 from conftest import require
 from typer.testing import CliRunner
 
+from kbuild_py.check.elf.modfile import read_module
 from kbuild_py.cli import app
-from kbuild_py.modfile import read_module
-from kbuild_py.report_check import modinfo_text
+from kbuild_py.report.check import modinfo_text
 
 pytestmark = pytest.mark.headers
 runner = CliRunner()
@@ -29,7 +29,7 @@ def check(*args: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def image(host_release: str):  # type: ignore[no-untyped-def]
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
 
     return fetch_kernel(host_release)
 
@@ -227,7 +227,7 @@ def test_check_against_container_kernels(mods, debian_targets, host_release: str
 
 
 def test_forked_workers_keep_order_and_results(mods, copies, tmp_path: Path) -> None:
-    from kbuild_py.checkrun import run_many
+    from kbuild_py.check.parallel import run_many
 
     empty = tmp_path / "e.ko"
     empty.write_bytes(b"")

@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from kbuild_py.buildtree import BuildTree
-from kbuild_py.checks import TargetInfo, run_rules, target_info
+from kbuild_py.check.elf.modfile import module_from_bytes, read_module
+from kbuild_py.check.model import TargetInfo, run_rules, target_info
 from kbuild_py.cli import app
 from kbuild_py.errors import ModuleReadError
-from kbuild_py.modfile import module_from_bytes, read_module
-from kbuild_py.report_check import modinfo_text, report_dict, report_text
+from kbuild_py.kernels.buildtree import BuildTree
+from kbuild_py.report.check import modinfo_text, report_dict, report_text
 
 pytestmark = pytest.mark.headers
 FUZZ = settings(
@@ -213,7 +213,7 @@ def test_cli_on_mutated_files(tmp_path: Path) -> None:
 
 
 def test_decompression_is_bounded(tmp_path: Path, monkeypatch) -> None:
-    from kbuild_py import modfile
+    from kbuild_py.check.elf import modfile
 
     monkeypatch.setattr(modfile, "MAX_DECOMPRESSED", 1 << 20)
     bomb = tmp_path / "bomb.ko.xz"

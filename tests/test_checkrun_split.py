@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kbuild_py.checkrun import run_many
+from kbuild_py.check.parallel import run_many
 
 
 @pytest.mark.parametrize("jobs", [2, 3])

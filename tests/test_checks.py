@@ -10,10 +10,10 @@ import checkdata
 import pytest
 from conftest import require
 
-from kbuild_py.buildtree import BuildTree
-from kbuild_py.checks import ModuleReport, check_module, rules_table
-from kbuild_py.modfile import read_module
-from kbuild_py.rules import same_magic
+from kbuild_py.check.elf.modfile import read_module
+from kbuild_py.check.model import ModuleReport, check_module, rules_table
+from kbuild_py.check.rules import same_magic
+from kbuild_py.kernels.buildtree import BuildTree
 
 pytestmark = pytest.mark.headers
 
@@ -167,10 +167,10 @@ def test_signed_module(mods, host_kdir: Path, tree: BuildTree, tmp_path: Path) -
 
 
 def test_struct_module_size(built_hello: Path, tree: BuildTree, tmp_path: Path) -> None:
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
 
     fetch_kernel(tree.release)  # the in-tree modules tell the kernel's sizeof(struct module)
-    from kbuild_py.checks import _TARGETS
+    from kbuild_py.check.model import _TARGETS
 
     _TARGETS.clear()
     r = check_module(built_hello, tree)
@@ -193,7 +193,7 @@ def test_struct_module_size(built_hello: Path, tree: BuildTree, tmp_path: Path) 
 def test_module_of_another_debian_kernel(tree: BuildTree) -> None:
     """A real module of linux-image-6.1.0-50-amd64 against the 6.1.0-56 headers: the loader
     would refuse it (symbol CRCs changed between the two ABIs) although vermagic matches."""
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
 
     require(tree.release != "6.1.0-50-amd64", "a host release other than 6.1.0-50")
     img = fetch_kernel("6.1.0-50-amd64", suite="bookworm")
@@ -237,7 +237,7 @@ def test_rule_ids_are_stable_and_unique() -> None:
 
 
 def test_target_tables_cached_on_disk(tree: BuildTree, tmp_path: Path) -> None:
-    from kbuild_py.checktarget import _cache_file, build_target_info
+    from kbuild_py.check.target import _cache_file, build_target_info
 
     other = checkdata.crafted_tree(tmp_path, tree, release=tree.release)
     first = build_target_info(other)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kbuild_py.build import BuildOptions, build_all
-from kbuild_py.docker_backend import RUN_LABEL, DockerRunner, abort_all
+from kbuild_py.build.run import BuildOptions, build_all
+from kbuild_py.seams.docker import RUN_LABEL, DockerRunner, abort_all
 
 pytestmark = pytest.mark.docker
 KMOD_PY = shutil.which("kmod-py") or str(Path(__file__).resolve().parents[1] / ".venv/bin/kmod-py")

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kbuild_py import baseimages, images, imagetree
 from kbuild_py.cli import app
-from kbuild_py.docker_backend import DockerRunner, _unavailable
 from kbuild_py.errors import UsageError
+from kbuild_py.images import base as baseimages
+from kbuild_py.images import kernel as images
+from kbuild_py.images import tree as imagetree
+from kbuild_py.seams.docker import DockerRunner, _unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -123,7 +125,7 @@ def custom_image(docker_client, debian_targets):  # type: ignore[no-untyped-def]
 
 @pytest.mark.docker
 def test_image_spec_finds_the_release_inside(custom_image: str, debian_targets) -> None:  # type: ignore[no-untyped-def]
-    from kbuild_py.kernels import resolve_spec
+    from kbuild_py.kernels.resolve import resolve_spec
 
     want = debian_targets["debian:bookworm"]
     t = resolve_spec(f"image:{custom_image}")
@@ -137,7 +139,7 @@ def test_image_spec_finds_the_release_inside(custom_image: str, debian_targets) 
 
 @pytest.mark.docker
 def test_image_spec_errors_name_the_problem(docker_client) -> None:  # type: ignore[no-untyped-def]
-    from kbuild_py.kernels import resolve_spec
+    from kbuild_py.kernels.resolve import resolve_spec
 
     with pytest.raises(UsageError, match="no Docker image 'kmod-py-test/absent:0' here") as info:
         resolve_spec("image:kmod-py-test/absent:0")
@@ -150,7 +152,7 @@ def test_image_spec_errors_name_the_problem(docker_client) -> None:  # type: ign
 
 @pytest.mark.docker
 def test_leftover_containers_of_dead_processes_are_removed(docker_client, debian_targets) -> None:  # type: ignore[no-untyped-def]
-    from kbuild_py.docker_backend import RUN_LABEL
+    from kbuild_py.seams.docker import RUN_LABEL
 
     image = debian_targets["debian:bookworm"].where
     dead = _dead_pid()
@@ -224,7 +226,7 @@ def test_debootstrap_base_image_path(docker_client) -> None:  # type: ignore[no-
     """The air-gapped path: debootstrap --variant=minbase from the mirror, docker import."""
     from conftest import require
 
-    from kbuild_py import debian
+    from kbuild_py.debian import archive as debian
     from kbuild_py.paths import cache_dir
 
     require(os.geteuid() == 0, "root (debootstrap)")

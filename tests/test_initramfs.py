@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kbuild_py import initramfs
-from kbuild_py.initramfs import Entry, cpio_newc, with_parents
+from kbuild_py.boot import initramfs
+from kbuild_py.boot.initramfs import Entry, cpio_newc, with_parents
 
 FIELDS = ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize",
           "devmajor", "devminor", "rdevmajor", "rdevminor", "namesize", "check")

@@ -7,10 +7,10 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from kbuild_py import debian
 from kbuild_py.cli import app
+from kbuild_py.debian import archive as debian
 from kbuild_py.errors import UsageError
-from kbuild_py.kernels import KernelSpec, parse_spec, resolve_spec, suite_kernels
+from kbuild_py.kernels.resolve import KernelSpec, parse_spec, resolve_spec, suite_kernels
 
 runner = CliRunner()
 

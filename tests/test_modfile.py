@@ -1,4 +1,4 @@
-"""kbuild_py.modfile / symvers / signature on real modules built in this session."""
+"""kbuild_py.check.elf.modfile / symvers / signature on real modules built in this session."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 import checkdata
 import pytest
 
-from kbuild_py.buildtree import BuildTree
+from kbuild_py.check.elf.modfile import read_module
+from kbuild_py.check.elf.signature import DerError, hex_colon, parse_pkcs7
+from kbuild_py.check.elf.symvers import parse_symvers, read_symvers
 from kbuild_py.errors import ModuleReadError
-from kbuild_py.modfile import read_module
-from kbuild_py.report_check import modinfo_text
-from kbuild_py.signature import DerError, hex_colon, parse_pkcs7
-from kbuild_py.symvers import parse_symvers, read_symvers
+from kbuild_py.kernels.buildtree import BuildTree
+from kbuild_py.report.check import modinfo_text
 
 pytestmark = pytest.mark.headers
 
@@ -181,7 +181,7 @@ def require_tools(*names: str) -> None:
 
 
 def test_pkcs7_fast_path_equals_der_parse(image_modules) -> None:
-    from kbuild_py.signature import parse_pkcs7_der
+    from kbuild_py.check.elf.signature import parse_pkcs7_der
 
     for path in image_modules[:50]:
         sig = read_module(path).signature
@@ -191,6 +191,6 @@ def test_pkcs7_fast_path_equals_der_parse(image_modules) -> None:
 
 @pytest.fixture(scope="session")
 def image_modules(host_release: str) -> list[Path]:
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
 
     return fetch_kernel(host_release).module_files()

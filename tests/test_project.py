@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kbuild_py.errors import ProjectError, UsageError
-from kbuild_py.project import find_module_dir, load_project
-from kbuild_py.targets import choose_specs
+from kbuild_py.kernels.select import choose_specs
+from kbuild_py.project.config import find_module_dir, load_project
 
 
 def test_no_file_is_a_plain_project(tmp_path: Path) -> None:
@@ -73,8 +73,8 @@ def test_choose_specs() -> None:
 
 
 def test_two_specs_for_one_release_build_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kbuild_py import kernels
-    from kbuild_py.targets import resolve_targets
+    from kbuild_py.kernels import resolve as kernels
+    from kbuild_py.kernels.select import resolve_targets
 
     releases = {
         "debian:bookworm": "6.1.0-50-amd64",

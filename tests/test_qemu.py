@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kbuild_py import qemu
 from kbuild_py.errors import InfraError
-from kbuild_py.qemu import RunOutcome, VmSpec, boot, qemu_argv
+from kbuild_py.seams import qemu
+from kbuild_py.seams.qemu import RunOutcome, VmSpec, boot, qemu_argv
 
 SPEC = VmSpec(kernel=Path("/k/vmlinuz"), initrd=Path("/k/initrd.gz"))
 

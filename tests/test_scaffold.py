@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from kbuild_py.cli import app
 from kbuild_py.errors import UsageError
-from kbuild_py.scaffold import GPL_COMPATIBLE, ModuleSpec, render, scaffold_module
+from kbuild_py.scaffold.scaffold import GPL_COMPATIBLE, ModuleSpec, render, scaffold_module
 
 GOLDEN = Path(__file__).parent / "golden" / "hello_module"
 runner = CliRunner()

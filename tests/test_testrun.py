@@ -24,11 +24,13 @@ import zstandard
 from conftest import require
 from typer.testing import CliRunner
 
-from kbuild_py import moddeps, qemu, report_test
-from kbuild_py import testrun as tr
+from kbuild_py.boot import deps as moddeps
+from kbuild_py.boot import run as tr
+from kbuild_py.boot.verdict import parse_console
 from kbuild_py.cli import app
 from kbuild_py.errors import UsageError
-from kbuild_py.verdict import parse_console
+from kbuild_py.report import test as report_test
+from kbuild_py.seams import qemu
 
 DATA = Path(__file__).parent / "data" / "console"
 runner = CliRunner()
@@ -183,7 +185,7 @@ def modules(tmp_path_factory: pytest.TempPathFactory, host_kdir: Path) -> dict[s
 @pytest.fixture(scope="session")
 def image(host_release: str):  # type: ignore[no-untyped-def]
     require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86_64 (qemu-system-x86)")
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
 
     return fetch_kernel(host_release)
 
@@ -405,7 +407,7 @@ def test_scaffolded_module_passes_on_three_debian_kernels(scaffold, debian_targe
         assert any("hello_module: unloaded" in k for k in steps["rmmod"]["kernel"])
         assert (project / d["console_log"]).is_file()
     # 6.12 and 7.x ship .ko.xz: in-kernel dependencies decompress in Python for busybox insmod
-    from kbuild_py.kimage import fetch_kernel
+    from kbuild_py.debian.linuximage import fetch_kernel
 
     newest = fetch_kernel(data[-1]["release"], "trixie-backports")
     deps = moddeps.ModuleTree(newest.module_files(), newest.release).resolve(
@@ -417,7 +419,7 @@ def test_scaffolded_module_passes_on_three_debian_kernels(scaffold, debian_targe
 PARALLEL_SCRIPT = """
 import signal, sys
 from pathlib import Path
-from kbuild_py import testrun as tr
+from kbuild_py.boot import run as tr
 
 def stop(*_):
     raise KeyboardInterrupt

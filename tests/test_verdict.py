@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kbuild_py.guest import GuestModule, GuestPlan, init_script
-from kbuild_py.verdict import parse_console, taint_letters
+from kbuild_py.boot.guest import GuestModule, GuestPlan, init_script
+from kbuild_py.boot.verdict import parse_console, taint_letters
 
 DATA = Path(__file__).parent / "data" / "console"
 

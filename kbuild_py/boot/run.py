@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbuild_py import guest, initramfs, moddeps, qemu
+from kbuild_py.boot import deps as moddeps
+from kbuild_py.boot import guest, initramfs
+from kbuild_py.boot.verdict import Verdict, parse_console
+from kbuild_py.debian.linuximage import KernelImage, fetch_kernel
 from kbuild_py.errors import InfraError, KmodError, UsageError
-from kbuild_py.kimage import KernelImage, fetch_kernel
-from kbuild_py.process import signals_to_main_thread
-from kbuild_py.verdict import Verdict, parse_console
+from kbuild_py.seams import qemu
+from kbuild_py.seams.process import signals_to_main_thread
 
 DEFAULT_TIMEOUT = 120.0
 CONSOLE_LOG = "test-console.log"
@@ -68,7 +70,8 @@ def find_busybox(fetch_deb: Callable[[str], Path] | None = None) -> Path:
     for cand in (Path("/bin/busybox"), Path("/usr/bin/busybox")):
         if cand.is_file() and _is_static(cand):
             return cand
-    from kbuild_py import debian, kimage
+    from kbuild_py.debian import archive as debian
+    from kbuild_py.debian import linuximage as kimage
     from kbuild_py.paths import cache_dir
 
     dest = cache_dir() / "busybox-static"
@@ -222,7 +225,8 @@ def run_all(
 
 def release_for_spec(spec: str, mirror: str | None = None) -> tuple[str, str | None]:
     """(release, suite) a spec boots, without preparing a build environment for it."""
-    from kbuild_py import debian, kernels
+    from kbuild_py.debian import archive as debian
+    from kbuild_py.kernels import resolve as kernels
 
     parsed = kernels.parse_spec(spec)
     if parsed.kind == "host":

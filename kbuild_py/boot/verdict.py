@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from kbuild_py.guest import LOADER_ARTEFACT, MARK
+from kbuild_py.boot.guest import LOADER_ARTEFACT, MARK
 
 # kernel/panic.c taint_flags, by bit
 TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"

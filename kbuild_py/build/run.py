@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbuild_py.kernels import Target
+from kbuild_py.kernels.resolve import Target
 from kbuild_py.paths import output_dir
-from kbuild_py.process import signals_to_main_thread
+from kbuild_py.seams.process import signals_to_main_thread
 
 # Files Kbuild writes; never copied from the user's tree into an output directory.
 BUILD_OUTPUTS = (
@@ -245,7 +245,7 @@ def build_one(
         result.error = f"build timed out after {opts.timeout:.0f} s"
     result.modules = sorted(outdir.rglob("*.ko"))
     if result.built and opts.run_checks:
-        from kbuild_py.checks import check_module
+        from kbuild_py.check.model import check_module
 
         # The project's own exports count: its modules may use each other's symbols.
         own = outdir / "Module.symvers"
@@ -307,7 +307,7 @@ def build_all(
                 fut.result()
         except BaseException:
             stop.set()
-            from kbuild_py.process import cancel_all
+            from kbuild_py.seams.process import cancel_all
 
             cancel_all()  # kill running makes / remove containers, then let threads finish
             raise

@@ -1,6 +1,6 @@
 """`kmod-py check`: the loader's checks, run before insmod does.
 
-check_module(path, target) reads a module and runs every rule (kbuild_py.rules)
+check_module(path, target) reads a module and runs every rule (kbuild_py.check.rules)
 that can run: target-free rules always, target rules when a build tree is given.
 Rules are pure functions of (ModuleFile, TargetInfo); TargetInfo is the few facts
 of a target kernel they need, read once per tree and picklable (for workers).
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Literal
 from kbuild_py.errors import ModuleReadError
 
 if TYPE_CHECKING:
-    from kbuild_py.buildtree import BuildTree
-    from kbuild_py.modfile import ModuleFile
-    from kbuild_py.symvers import Export
+    from kbuild_py.check.elf.modfile import ModuleFile
+    from kbuild_py.check.elf.symvers import Export
+    from kbuild_py.kernels.buildtree import BuildTree
 
 Severity = Literal["error", "warning", "info"]
 
@@ -77,7 +77,7 @@ class TargetInfo:  # noqa: B903
     def exports(self) -> dict[str, Export]:
         """Every export by name; parsed only when a rule needs details (the sets below
         answer the common case and come from the on-disk cache)."""
-        from kbuild_py.symvers import read_symvers
+        from kbuild_py.check.elf.symvers import read_symvers
 
         out: dict[str, Export] = {}
         for f in self.symvers_files:
@@ -149,8 +149,8 @@ _TARGETS: dict[tuple[str, tuple[str, ...]], TargetInfo] = {}
 
 def target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> TargetInfo:
     """TargetInfo of a build tree plus extra Module.symvers files (cached per process,
-    and its symbol tables on disk per tree: see kbuild_py.checktarget)."""
-    from kbuild_py.checktarget import build_target_info
+    and its symbol tables on disk per tree: see kbuild_py.check.target)."""
+    from kbuild_py.check.target import build_target_info
 
     key = (str(tree.path), tuple(str(p) for p in extra_symvers))
     info = _TARGETS.get(key)
@@ -163,7 +163,7 @@ def target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> TargetIn
 
 
 def run_rules(module: ModuleFile, target: TargetInfo | None) -> ModuleReport:
-    import kbuild_py.rules  # noqa: F401 - registers the rules
+    import kbuild_py.check.rules  # noqa: F401 - registers the rules
 
     report = ModuleReport(
         path=module.path, module=module, target=target.release if target else None
@@ -180,7 +180,7 @@ def run_rules(module: ModuleFile, target: TargetInfo | None) -> ModuleReport:
 
 
 def check_loaded(path: Path, target: TargetInfo | None) -> ModuleReport:
-    from kbuild_py.modfile import read_module
+    from kbuild_py.check.elf.modfile import read_module
 
     path = path if isinstance(path, Path) else Path(path)
     try:
@@ -213,6 +213,6 @@ def check_module(
 
 
 def rules_table() -> list[Rule]:
-    import kbuild_py.rules  # noqa: F401
+    import kbuild_py.check.rules  # noqa: F401
 
     return list(RULES)

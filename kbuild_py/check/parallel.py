@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild_py.checks import TargetInfo, check_loaded
+from kbuild_py.check.model import TargetInfo, check_loaded
 from kbuild_py.errors import UsageError
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
@@ -48,7 +48,7 @@ _JOB: dict[str, object] = {}
 
 
 def _work(name: str) -> Outcome:
-    from kbuild_py import report_check as rc
+    from kbuild_py.report import check as rc
 
     target = _JOB.get("target")
     p = Path(name)  # made here, in the workers: thousands of Paths cost ~10 ms

@@ -12,16 +12,16 @@ from collections.abc import Iterator
 from itertools import repeat
 from operator import and_
 
-from kbuild_py.checks import Finding, Skip, TargetInfo, rule
-from kbuild_py.licenses import GPL_COMPATIBLE
-from kbuild_py.modfile import (
+from kbuild_py.check.elf.modfile import (
     ET_REL,
     SHF_EXECINSTR,
     SHF_WRITE,
     SHN_UNDEF,
     ModuleFile,
 )
-from kbuild_py.signature import PKEY_ID_PKCS7, has_magic
+from kbuild_py.check.elf.signature import PKEY_ID_PKCS7, has_magic
+from kbuild_py.check.model import Finding, Skip, TargetInfo, rule
+from kbuild_py.licenses import GPL_COMPATIBLE
 
 MODULE_NAME_MAX = 55  # MODULE_NAME_LEN (64 - sizeof(unsigned long)) minus the NUL on 64-bit
 REBUILD = "rebuild the module against the target kernel's headers (kmod-py build --kernel RELEASE)"

@@ -13,9 +13,9 @@ import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
-from kbuild_py.buildtree import BuildTree
-from kbuild_py.checks import TargetInfo
+from kbuild_py.check.model import TargetInfo
 from kbuild_py.errors import ModuleReadError, UsageError
+from kbuild_py.kernels.buildtree import BuildTree
 
 # The lookup sets the rules use on every module (cheap to unpickle); the full export
 # table is parsed from Module.symvers only when a finding needs its details.
@@ -26,7 +26,7 @@ _FORMAT = 1
 def struct_module_size(release: str) -> tuple[int | None, str | None]:
     """sizeof(struct module) of a release, read from one of its in-tree modules when present
     (installed under /lib/modules, or a linux-image package kmod-py fetched before)."""
-    from kbuild_py.modfile import read_module
+    from kbuild_py.check.elf.modfile import read_module
     from kbuild_py.paths import cache_dir
 
     bases = (

@@ -42,10 +42,10 @@ def build(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every make output line."),
 ) -> None:
     """Build the module for each target kernel and check the result."""
-    from kbuild_py import build as b
-    from kbuild_py import report_build as rb
-    from kbuild_py.project import find_module_dir, load_project
-    from kbuild_py.targets import resolve_targets
+    from kbuild_py.build import run as b
+    from kbuild_py.kernels.select import resolve_targets
+    from kbuild_py.project.config import find_module_dir, load_project
+    from kbuild_py.report import build as rb
 
     if kdir is not None and kernel:
         from kbuild_py.errors import UsageError

@@ -14,8 +14,8 @@ from kbuild_py.cli import app
 
 
 def _list_rules() -> None:
-    from kbuild_py.checks import rules_table
-    from kbuild_py.render import table
+    from kbuild_py.check.model import rules_table
+    from kbuild_py.report.table import table
 
     rows = [
         [r.id, r.severity, "target" if r.needs_target else "-", r.summary] for r in rules_table()

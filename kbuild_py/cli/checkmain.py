@@ -106,11 +106,11 @@ def say(line: str, *, red: bool = False) -> None:
 def _targets(kernel: str | None, kdir: Path | None) -> list:  # type: ignore[type-arg]
     """Build trees to check against: --kdir, --kernel SPEC, else kmod.toml's kernels (resolved
     like `kmod-py build` does), else none: only the target-free rules run."""
-    from kbuild_py.targets import resolve_targets
+    from kbuild_py.kernels.select import resolve_targets
 
     specs = [kernel] if kernel else []
     if kdir is None and not specs:
-        from kbuild_py.project import load_project  # tomllib: only when kmod.toml is read
+        from kbuild_py.project.config import load_project  # tomllib: only when kmod.toml is read
 
         specs = load_project(Path.cwd()).kernels
         if not specs:
@@ -130,12 +130,12 @@ def run_check(
     field: str | None,
 ) -> int:
     """Check the modules; the exit status: 0 all passed, 1 a rule failed, 2 unreadable."""
-    from kbuild_py import report_check as rc
-    from kbuild_py.checkrun import collect, run_many
-    from kbuild_py.checks import target_info
+    from kbuild_py.check.model import target_info
+    from kbuild_py.check.parallel import collect, run_many
     from kbuild_py.cli import report_file
     from kbuild_py.errors import UsageError
-    from kbuild_py.render import use_color
+    from kbuild_py.report import check as rc
+    from kbuild_py.report.table import use_color
 
     if kernel is not None and kdir is not None:
         raise UsageError("--kernel and --kdir both given", "pass one target kernel")

@@ -16,8 +16,8 @@ def kernels(
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
     """List kernels usable now (host build trees, built images), or a suite's kernels."""
-    from kbuild_py import kernels as k
-    from kbuild_py.render import table
+    from kbuild_py.kernels import resolve as k
+    from kbuild_py.report.table import table
 
     if suite:
         current, releases = k.suite_kernels(suite, mirror)
@@ -56,9 +56,9 @@ def images(
     as_json: bool = typer.Option(False, "--json", help="Print the image list as JSON."),
 ) -> None:
     """List, build (--build SPEC) or remove (--prune) kmod-py's kernel-headers images."""
-    from kbuild_py import images as im
-    from kbuild_py.kernels import resolve_spec
-    from kbuild_py.render import human_size, table
+    from kbuild_py.images import kernel as im
+    from kbuild_py.kernels.resolve import resolve_spec
+    from kbuild_py.report.table import human_size, table
 
     if prune:
         rep = im.prune()
@@ -93,8 +93,8 @@ def _json(doc: object) -> None:
 
 
 def _images_or_note() -> list:
-    from kbuild_py import images as im
     from kbuild_py.errors import KmodError
+    from kbuild_py.images import kernel as im
 
     try:
         return im.list_images()

@@ -24,7 +24,7 @@ def new(
     ),
 ) -> None:
     """Create a module project: NAME.c, Kbuild, Makefile, kmod.toml, .gitignore, README.md."""
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     spec = ModuleSpec(
         name=name,

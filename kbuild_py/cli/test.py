@@ -33,9 +33,9 @@ def test(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream the console.")] = False,
 ) -> None:
     """Boot each target kernel in QEMU, load the module, and judge the kernel's log."""
-    from kbuild_py import report_test as rt
-    from kbuild_py import testrun as tr
+    from kbuild_py.boot import run as tr
     from kbuild_py.errors import UsageError
+    from kbuild_py.report import test as rt
 
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {accel!r}", "use auto, kvm or tcg")
@@ -90,7 +90,7 @@ def test(
 
 
 def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # type: ignore[no-untyped-def]
-    from kbuild_py import testrun as tr
+    from kbuild_py.boot import run as tr
     from kbuild_py.paths import output_dir
 
     if not specs:
@@ -109,10 +109,10 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
 
 
 def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  # type: ignore[no-untyped-def]
-    from kbuild_py import build as b
-    from kbuild_py import testrun as tr
-    from kbuild_py.project import find_module_dir, load_project
-    from kbuild_py.targets import resolve_targets
+    from kbuild_py.boot import run as tr
+    from kbuild_py.build import run as b
+    from kbuild_py.kernels.select import resolve_targets
+    from kbuild_py.project.config import find_module_dir, load_project
 
     project_dir = find_module_dir(path)
     project = load_project(project_dir)

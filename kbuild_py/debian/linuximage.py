@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild_py import debian
+from kbuild_py.debian import archive as debian
 from kbuild_py.errors import MirrorError
 from kbuild_py.paths import cache_dir
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbuild_py import debian
+from kbuild_py.debian import archive as debian
 from kbuild_py.errors import InfraError
-from kbuild_py.images import (
+from kbuild_py.images.kernel import (
     BASE_REPO,
     DEBOOTSTRAP_TIMEOUT,
     KIND_LABEL,
@@ -29,7 +29,7 @@ from kbuild_py.images import (
     image_exists,
 )
 from kbuild_py.paths import cache_dir
-from kbuild_py.process import HostRunner
+from kbuild_py.seams.process import HostRunner
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbuild_py import debian
-from kbuild_py.docker_backend import RUN_LABEL, docker_client
+from kbuild_py.debian import archive as debian
 from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.paths import cache_dir
+from kbuild_py.seams.docker import RUN_LABEL, docker_client
 
 Progress = Callable[[str], None]
 
@@ -60,7 +60,7 @@ def suite_alias(suite: str) -> str:
 
 def dockerfile_text() -> bytes:
     """containers/debian/Dockerfile, from the wheel (kbuild_py/containers) or the source tree."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the kbuild_py package
     for p in (here / "containers/debian/Dockerfile", here.parent / "containers/debian/Dockerfile"):
         if p.is_file():
             return p.read_bytes()
@@ -146,8 +146,8 @@ def build_kernel_image(
         raise UsageError(
             f"unknown Debian suite {suite!r}", f"use one of: {', '.join(debian.SUITES)}"
         )
-    from kbuild_py.baseimages import ensure_base
-    from kbuild_py.imagetree import mark_snapshot, snapshot_tree
+    from kbuild_py.images.base import ensure_base
+    from kbuild_py.images.tree import mark_snapshot, snapshot_tree
 
     base = ensure_base(client, base_suite, mirror, progress)
     progress(f"base image {base.name}: {base.how}")
@@ -280,7 +280,7 @@ def list_images(client: Any = None) -> list[ImageInfo]:
 
 def remove_leftover_containers(client: Any = None, *, keep_live: bool = True) -> list[str]:
     """Remove containers labelled by kmod-py whose process is gone (all if not keep_live)."""
-    from kbuild_py.docker_backend import leftover_containers
+    from kbuild_py.seams.docker import leftover_containers
 
     removed = []
     for c in leftover_containers(client or docker_client()):

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kbuild_py.buildtree import SNAPSHOT_FILES, BuildTree
-from kbuild_py.docker_backend import RUN_LABEL, DockerRunner
 from kbuild_py.errors import UsageError
-from kbuild_py.images import KIND_LABEL, RELEASE_LABEL, ensure_dir, image_exists
+from kbuild_py.images.kernel import KIND_LABEL, RELEASE_LABEL, ensure_dir, image_exists
+from kbuild_py.kernels.buildtree import SNAPSHOT_FILES, BuildTree
 from kbuild_py.paths import cache_dir
+from kbuild_py.seams.docker import RUN_LABEL, DockerRunner
 
 
 def image_releases(client: Any, image: str) -> list[str]:

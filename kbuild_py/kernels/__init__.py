@@ -1,1 +1,1 @@
-"""Kernels to build against: spec model, resolution, build trees, which kernels a command targets."""
+"""Kernels to build against: spec model, resolution, build trees, choosing targets."""

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild_py.buildtree import BuildTree
 from kbuild_py.errors import NoBuildTreeError, UsageError
-from kbuild_py.process import HostRunner, Runner
+from kbuild_py.kernels.buildtree import BuildTree
+from kbuild_py.seams.process import HostRunner, Runner
 
 
 @dataclass
@@ -89,7 +89,7 @@ class KernelSpec:
 
 def parse_spec(spec: str) -> KernelSpec:
     """Parse a kernel spec (pure). Raises UsageError naming the accepted forms."""
-    from kbuild_py.debian import BASE_SUITE, SUITES
+    from kbuild_py.debian.archive import BASE_SUITE, SUITES
 
     text = spec.strip()
     if text == "host":
@@ -139,8 +139,9 @@ def container_target(
     progress: Callable[[str], None] | None = None,
 ) -> Target:
     """A Target building in kmod-py/kernel:<release> (built on demand)."""
-    from kbuild_py import images, imagetree
-    from kbuild_py.docker_backend import DockerRunner, docker_client
+    from kbuild_py.images import kernel as images
+    from kbuild_py.images import tree as imagetree
+    from kbuild_py.seams.docker import DockerRunner, docker_client
 
     client = docker_client()
     name = images.ensure_kernel_image(
@@ -154,8 +155,9 @@ def container_target(
 
 
 def _release_target(spec: str, release: str, mirror: str | None, say: Callable) -> Target:
-    from kbuild_py import debian, images
-    from kbuild_py.docker_backend import docker_client
+    from kbuild_py.debian import archive as debian
+    from kbuild_py.images import kernel as images
+    from kbuild_py.seams.docker import docker_client
 
     client = docker_client()
     built = images.image_exists(client, images.kernel_image(release))
@@ -174,14 +176,15 @@ def _release_target(spec: str, release: str, mirror: str | None, say: Callable) 
 
 
 def _suite_target(spec: str, suite: str, mirror: str | None, say: Callable) -> Target:
-    from kbuild_py import debian, images
+    from kbuild_py.debian import archive as debian
     from kbuild_py.errors import MirrorError
+    from kbuild_py.images import kernel as images
 
     try:
         release = debian.Archive(suite, mirror).current_release()
     except MirrorError:
         # Offline: fall back to the image last built for this suite, if any.
-        from kbuild_py.docker_backend import docker_client
+        from kbuild_py.seams.docker import docker_client
 
         alias = images.image_exists(docker_client(), images.suite_alias(suite))
         if alias is None:
@@ -192,8 +195,9 @@ def _suite_target(spec: str, suite: str, mirror: str | None, say: Callable) -> T
 
 
 def _image_target(spec: str, image: str) -> Target:
-    from kbuild_py import images, imagetree
-    from kbuild_py.docker_backend import DockerRunner, docker_client
+    from kbuild_py.images import kernel as images
+    from kbuild_py.images import tree as imagetree
+    from kbuild_py.seams.docker import DockerRunner, docker_client
 
     client = docker_client()
     releases = imagetree.image_releases(client, image)
@@ -213,12 +217,12 @@ def _image_target(spec: str, image: str) -> Target:
 
 def _what_exists(mirror: str | None) -> str:
     """A hint naming the kernels that do exist here and in Debian."""
-    from kbuild_py import debian
+    from kbuild_py.debian import archive as debian
     from kbuild_py.errors import KmodError
 
     parts = [f"host build trees: {', '.join(host_releases()) or 'none'}"]
     try:
-        from kbuild_py import images
+        from kbuild_py.images import kernel as images
 
         built = sorted({i.release for i in images.list_images()})
         parts.append(f"kmod-py images: {', '.join(built) or 'none'}")
@@ -259,7 +263,7 @@ def usable_kernels(images_list: list | None = None) -> list[KernelRow]:
 
 def suite_kernels(suite: str, mirror: str | None = None) -> tuple[str, list[str]]:
     """(current release of debian:SUITE, every release with headers in SUITE)."""
-    from kbuild_py import debian
+    from kbuild_py.debian import archive as debian
 
     if suite not in debian.BASE_SUITE:
         raise UsageError(

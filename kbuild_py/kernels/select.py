@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kbuild_py import kernels
-from kbuild_py.kernels import Target
+from kbuild_py.kernels import resolve as kernels
+from kbuild_py.kernels.resolve import Target
 
 
 def choose_specs(cli_specs: Sequence[str], project_specs: Sequence[str]) -> list[str]:

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from kbuild_py.build import BuildResult, is_progress, parse_diagnostic
-from kbuild_py.render import human_size, paint, table
+from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
+from kbuild_py.report.table import human_size, paint, table
 
 
 def live_line(line: str, prefix: str = "", verbose: bool = False) -> str | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from kbuild_py.checks import ModuleReport
-from kbuild_py.modfile import ModuleFile
-from kbuild_py.render import paint
+from kbuild_py.check.elf.modfile import ModuleFile
+from kbuild_py.check.model import ModuleReport
+from kbuild_py.report.table import paint
 
 _SEV_COLOR = {"error": "red", "warning": "yellow", "info": "cyan"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from kbuild_py.render import paint, table
-from kbuild_py.testrun import TestResult
-from kbuild_py.verdict import taint_letters
+from kbuild_py.boot.run import TestResult
+from kbuild_py.boot.verdict import taint_letters
+from kbuild_py.report.table import paint, table
 
 STEP_LINES = 12  # kernel lines shown under one step
 _COLOR = {"pass": "green", "fail": "red", "timeout": "red", "error": "yellow"}

@@ -104,7 +104,7 @@ def templates_dir() -> Path:
     packaged = resources.files("kbuild_py") / "templates"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 def _c_string(value: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.errors import DockerUnavailable, InfraError
-from kbuild_py.process import LineSink, Result
+from kbuild_py.seams.process import LineSink, Result
 
 RUN_LABEL = "io.kmod-py.run"
 API_TIMEOUT = 120  # seconds for one API call (a build streams, so this is per chunk)
@@ -110,7 +110,7 @@ class DockerRunner:
         timeout: float | None = None,
         on_line: LineSink | None = None,
     ) -> Result:
-        from kbuild_py import process
+        from kbuild_py.seams import process
 
         if process.cancelled():
             return Result(130, False, 0.0)

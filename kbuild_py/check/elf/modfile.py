@@ -20,8 +20,7 @@ from operator import add, methodcaller
 from pathlib import Path
 from typing import NamedTuple
 
-from kbuild_py.errors import ModuleReadError
-from kbuild_py.modsyms import (  # noqa: F401 - re-exported: callers import them from here
+from kbuild_py.check.elf.symbols import (  # noqa: F401 - re-exported: callers import them from here
     SHN_ABS,
     SHN_COMMON,
     SHN_UNDEF,
@@ -29,6 +28,7 @@ from kbuild_py.modsyms import (  # noqa: F401 - re-exported: callers import them
     ModuleSymbols,
     Symbol,
 )
+from kbuild_py.errors import ModuleReadError
 
 MAX_DECOMPRESSED = 256 * 1024 * 1024  # bounded memory for hostile archives
 SIG_MAGIC = b"~Module signature appended~\n"
@@ -379,8 +379,8 @@ class ModuleFile(ModuleSymbols):
 
     @cached_property
     def signature(self):  # type: ignore[no-untyped-def]
-        """The appended signature (kbuild_py.signature.ModuleSignature) or None when unsigned."""
-        from kbuild_py.signature import read_trailer
+        """The appended signature (signature.ModuleSignature), or None when unsigned."""
+        from kbuild_py.check.elf.signature import read_trailer
 
         return read_trailer(self.data)
 
