@@ -28,3 +28,12 @@ def output_dir(project: Path, release: str) -> Path:
             "check the build tree's include/generated/utsrelease.h",
         )
     return project / ".kmod-py" / release
+
+
+def report_file(path: Path | None, option: str) -> None:
+    """Refuse a report path that cannot be written, before any work is done."""
+    if path is None:
+        return
+    if path.is_dir() or not path.parent.is_dir():
+        why = "is a directory" if path.is_dir() else f"{path.parent} is not a directory"
+        raise UsageError(f"cannot write {option} {path}: {why}", "pass a file path")

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kbuild_py.check.elf.modfile import module_from_bytes, read_module
-from kbuild_py.check.model import TargetInfo, run_rules, target_info
+from kbuild_py.check.engine import run_rules, target_info
+from kbuild_py.check.model import TargetInfo
 from kbuild_py.cli import app
 from kbuild_py.errors import ModuleReadError
 from kbuild_py.kernels.buildtree import BuildTree

@@ -11,7 +11,8 @@ import pytest
 from conftest import require
 
 from kbuild_py.check.elf.modfile import read_module
-from kbuild_py.check.model import ModuleReport, check_module, rules_table
+from kbuild_py.check.engine import check_module, rules_table
+from kbuild_py.check.model import ModuleReport
 from kbuild_py.check.rules import same_magic
 from kbuild_py.kernels.buildtree import BuildTree
 
@@ -170,7 +171,7 @@ def test_struct_module_size(built_hello: Path, tree: BuildTree, tmp_path: Path) 
     from kbuild_py.debian.linuximage import fetch_kernel
 
     fetch_kernel(tree.release)  # the in-tree modules tell the kernel's sizeof(struct module)
-    from kbuild_py.check.model import _TARGETS
+    from kbuild_py.check.engine import _TARGETS
 
     _TARGETS.clear()
     r = check_module(built_hello, tree)

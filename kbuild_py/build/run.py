@@ -245,7 +245,7 @@ def build_one(
         result.error = f"build timed out after {opts.timeout:.0f} s"
     result.modules = sorted(outdir.rglob("*.ko"))
     if result.built and opts.run_checks:
-        from kbuild_py.check.model import check_module
+        from kbuild_py.check.engine import check_module
 
         # The project's own exports count: its modules may use each other's symbols.
         own = outdir / "Module.symvers"

@@ -1,26 +1,22 @@
-"""`kmod-py check`: the loader's checks, run before insmod does.
+"""The check model: findings, rules, the target facts rules read, a module's report.
 
-check_module(path, target) reads a module and runs every rule (kbuild_py.check.rules)
-that can run: target-free rules always, target rules when a build tree is given.
 Rules are pure functions of (ModuleFile, TargetInfo); TargetInfo is the few facts
-of a target kernel they need, read once per tree and picklable (for workers).
+of a target kernel they need, read once per tree (check.target) and picklable (for
+workers). The runner is check.engine. This module imports nothing else of kmod-py.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kbuild_py.errors import ModuleReadError
-
 if TYPE_CHECKING:
     from kbuild_py.check.elf.modfile import ModuleFile
     from kbuild_py.check.elf.symvers import Export
-    from kbuild_py.kernels.buildtree import BuildTree
 
 Severity = Literal["error", "warning", "info"]
 
@@ -68,7 +64,11 @@ class TargetInfo:  # noqa: B903
     config: dict[str, str]
     symvers_files: tuple[str, ...] = ()  # the tree's Module.symvers, then --extra-symbols
     module_struct_size: int | None = None
-    struct_size_from: str | None = None
+    # parses one Module.symvers (check.elf.symvers.read_symvers): the full export table is
+    # read only when a finding needs its details
+    read_exports: Callable[[Path], Mapping[str, Export]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def enabled(self, option: str) -> bool:
         return self.config.get(option) in ("y", "m")
@@ -77,11 +77,10 @@ class TargetInfo:  # noqa: B903
     def exports(self) -> dict[str, Export]:
         """Every export by name; parsed only when a rule needs details (the sets below
         answer the common case and come from the on-disk cache)."""
-        from kbuild_py.check.elf.symvers import read_symvers
-
         out: dict[str, Export] = {}
-        for f in self.symvers_files:
-            out.update(read_symvers(Path(f)))
+        if self.read_exports is not None:
+            for f in self.symvers_files:
+                out.update(self.read_exports(Path(f)))
         return out
 
     @cached_property
@@ -140,79 +139,3 @@ class ModuleReport:
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
-
-
-# --- target facts ------------------------------------------------------------------
-
-_TARGETS: dict[tuple[str, tuple[str, ...]], TargetInfo] = {}
-
-
-def target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> TargetInfo:
-    """TargetInfo of a build tree plus extra Module.symvers files (cached per process,
-    and its symbol tables on disk per tree: see kbuild_py.check.target)."""
-    from kbuild_py.check.target import build_target_info
-
-    key = (str(tree.path), tuple(str(p) for p in extra_symvers))
-    info = _TARGETS.get(key)
-    if info is None:
-        info = _TARGETS[key] = build_target_info(tree, extra_symvers)
-    return info
-
-
-# --- running the rules -------------------------------------------------------------------
-
-
-def run_rules(module: ModuleFile, target: TargetInfo | None) -> ModuleReport:
-    import kbuild_py.check.rules  # noqa: F401 - registers the rules
-
-    report = ModuleReport(
-        path=module.path, module=module, target=target.release if target else None
-    )
-    for r in RULES:
-        if r.needs_target and target is None:
-            continue
-        try:
-            report.findings.extend(r.func(module, target))
-            report.ran.append(r.id)
-        except Skip as why:
-            report.skipped[r.id] = str(why)
-    return report
-
-
-def check_loaded(path: Path, target: TargetInfo | None) -> ModuleReport:
-    from kbuild_py.check.elf.modfile import read_module
-
-    path = path if isinstance(path, Path) else Path(path)
-    try:
-        module = read_module(path)
-    except ModuleReadError as err:
-        return ModuleReport(
-            path=Path(path),
-            module=None,
-            error=err.message,
-            target=target.release if target else None,
-        )
-    try:
-        return run_rules(module, target)
-    except (struct.error, IndexError, ValueError, OverflowError, UnicodeError) as err:
-        # a structure read lazily (symbols, versions, signature) was malformed
-        return ModuleReport(
-            path=Path(path),
-            module=None,
-            error=f"{path}: malformed module ({type(err).__name__}: {err})",
-            target=target.release if target else None,
-        )
-
-
-def check_module(
-    path: Path, target: BuildTree | None, *, extra_symvers: Sequence[Path] = ()
-) -> ModuleReport:
-    """Read one module and run every rule that can run (target rules need a build tree)."""
-    info = target_info(target, extra_symvers) if target is not None else None
-    return check_loaded(Path(path), info)
-
-
-def rules_table() -> list[Rule]:
-    import kbuild_py.check.rules  # noqa: F401
-
-    return list(RULES)

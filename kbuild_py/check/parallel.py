@@ -12,8 +12,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kbuild_py.check.model import TargetInfo, check_loaded
+from kbuild_py.check.engine import check_loaded
+from kbuild_py.check.model import TargetInfo
 from kbuild_py.errors import UsageError
+from kbuild_py.report import check as rc
 
 MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 PARALLEL_MIN = 48  # below this, one process is faster than starting workers
@@ -48,8 +50,6 @@ _JOB: dict[str, object] = {}
 
 
 def _work(name: str) -> Outcome:
-    from kbuild_py.report import check as rc
-
     target = _JOB.get("target")
     p = Path(name)  # made here, in the workers: thousands of Paths cost ~10 ms
     path = str(p)

@@ -13,9 +13,13 @@ import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
+from kbuild_py import __version__
+from kbuild_py.check.elf.modfile import read_module
+from kbuild_py.check.elf.symvers import read_symvers
 from kbuild_py.check.model import TargetInfo
 from kbuild_py.errors import ModuleReadError, UsageError
 from kbuild_py.kernels.buildtree import BuildTree
+from kbuild_py.paths import cache_dir
 
 # The lookup sets the rules use on every module (cheap to unpickle); the full export
 # table is parsed from Module.symvers only when a finding needs its details.
@@ -23,12 +27,9 @@ _TABLES = ("version_records", "names", "gpl_only", "namespaced")
 _FORMAT = 1
 
 
-def struct_module_size(release: str) -> tuple[int | None, str | None]:
+def struct_module_size(release: str) -> int | None:
     """sizeof(struct module) of a release, read from one of its in-tree modules when present
     (installed under /lib/modules, or a linux-image package kmod-py fetched before)."""
-    from kbuild_py.check.elf.modfile import read_module
-    from kbuild_py.paths import cache_dir
-
     bases = (
         Path("/lib/modules") / release,
         cache_dir() / "kernels" / release / "lib/modules" / release,
@@ -47,14 +48,11 @@ def struct_module_size(release: str) -> tuple[int | None, str | None]:
                 except ModuleReadError:
                     continue
                 if size:
-                    return size, str(p)
-    return None, None
+                    return size
+    return None
 
 
 def _cache_file(sources: Sequence[Path]) -> Path | None:
-    from kbuild_py import __version__
-    from kbuild_py.paths import cache_dir
-
     parts = [f"{_FORMAT}:{__version__}"]
     for f in sources:
         try:
@@ -97,7 +95,6 @@ def build_target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> Ta
             raise UsageError(f"cannot read symbol file {p}", "pass a Module.symvers file")
     cache = _cache_file(sources) if sources else None
     tables = _load(cache)
-    size, src = struct_module_size(tree.release)
     info = TargetInfo(
         release=tree.release,
         source=str(tree.path),
@@ -105,8 +102,8 @@ def build_target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> Ta
         elf_machine=tree.elf_machine,
         config=dict(tree.config),
         symvers_files=tuple(str(p) for p in sources),
-        module_struct_size=size,
-        struct_size_from=src,
+        module_struct_size=struct_module_size(tree.release),
+        read_exports=read_symvers,
     )
     if tables is not None:
         info.__dict__.update(tables)

@@ -9,146 +9,25 @@ parameter converters with, ~0.15 s) is imported when `app` is first used:
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from kbuild_py import __version__
-from kbuild_py.errors import KmodError
 
 if TYPE_CHECKING:
     import typer
 
 
-def fail(err: KmodError) -> None:
-    """Print a KmodError as `error:`/`hint:` lines on stderr."""
-    import typer
-
-    typer.secho(f"error: {err.message}", err=True, fg=typer.colors.RED)
-    if err.hint:
-        typer.echo(f"hint: {err.hint}", err=True)
-
-
-def report_file(path: Path | None, option: str) -> None:
-    """Refuse a report path that cannot be written, before any work is done."""
-    from kbuild_py.errors import UsageError
-
-    if path is None:
-        return
-    if path.is_dir() or not path.parent.is_dir():
-        why = "is a directory" if path.is_dir() else f"{path.parent} is not a directory"
-        raise UsageError(f"cannot write {option} {path}: {why}", "pass a file path")
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM acts like Ctrl-C meanwhile: running builds, containers and guests are stopped."""
-
-    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
-def exit_code_for(err: BaseException) -> int:
-    """What a command's exception becomes: its message on stderr and an exit code.
-    Re-raises what keeps its meaning (typer/click's own exceptions, anything under --debug)."""
-    import typer
-
-    if isinstance(err, KmodError):
-        if os.environ.get("KMOD_PY_DEBUG"):
-            raise err
-        fail(err)
-        return err.exit_code
-    if isinstance(err, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        return 130
-    if not isinstance(err, Exception):
-        raise err
-    # typer/click's own exceptions (usage errors, Exit) keep their meaning.
-    if type(err).__module__.startswith(("typer", "click")) or os.environ.get("KMOD_PY_DEBUG"):
-        raise err
-    if isinstance(err, BrokenPipeError):
-        # `kmod-py check -r DIR | head`: the reader left; stop quietly, like a C tool.
-        _quiet_stdout()
-        return 141
-    if isinstance(err, OSError) and err.strerror:
-        # The file system refused (read-only, permissions, disk full): exit 2.
-        where = f"{err.filename}: " if err.filename is not None else ""
-        typer.secho(f"error: {where}{err.strerror}", err=True, fg=typer.colors.RED)
-        typer.echo("hint: check the path, its permissions and free space", err=True)
-        return 2
-    typer.secho(
-        f"error: internal error: {type(err).__name__}: {err}", err=True, fg=typer.colors.RED
-    )
-    typer.echo("hint: rerun with --debug for the traceback and report it", err=True)
-    return 2
-
-
-def _make_app() -> typer.Typer:
-    import typer
-    from typer.core import TyperGroup
-
-    class _Group(TyperGroup):
-        """Turns a KmodError raised by any command into its message and exit code."""
-
-        def invoke(self, ctx):  # type: ignore[no-untyped-def]
-            try:
-                return super().invoke(ctx)
-            except (KeyboardInterrupt, Exception) as err:
-                raise typer.Exit(exit_code_for(err)) from None
-
-    cli_app = typer.Typer(
-        cls=_Group,
-        name="kmod-py",
-        help="Build, check and boot-test out-of-tree Linux kernel modules.",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
-
-    def _version(value: bool) -> None:
-        if value:
-            typer.echo(f"kmod-py {__version__}")
-            raise typer.Exit()
-
-    @cli_app.callback()
-    def _root(
-        version: bool = typer.Option(
-            False, "--version", callback=_version, is_eager=True, help="Print the version."
-        ),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
-    ) -> None:
-        if debug:
-            os.environ["KMOD_PY_DEBUG"] = "1"
-
-    return cli_app
-
-
 def _get_app() -> typer.Typer:
     found = globals().get("app")
     if found is None:
-        found = globals()["app"] = _make_app()
-        # Importing a command module registers its command(s) on `app`.
-        from kbuild_py.cli import build, check, kernels, new, test  # noqa: F401
+        # lazily, for start-up: typer and the command modules are needed only when typer
+        # parses the command line (not for `kmod-py check` with plain arguments)
+        from kbuild_py.cli import build, check, kernels, new, test
+        from kbuild_py.cli.base import make_app
+
+        found = globals()["app"] = make_app()
+        for command in (build.build, check.check, kernels.kernels, kernels.images, new.new,
+                        test.test):
+            found.command()(command)
     return found
 
 
@@ -160,6 +39,7 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     if sys.argv[1:2] == ["check"]:
+        # lazily, for start-up: see checkmain
         from kbuild_py.cli.checkmain import main_fast
 
         code = main_fast(sys.argv[2:])  # None: arguments only typer can judge

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from kbuild_py.cli import app, sigterm_interrupts
+from kbuild_py.cli.base import sigterm_interrupts
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -22,7 +22,6 @@ def _parse_vars(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-@app.command()
 def build(
     path: Path = typer.Argument(
         Path("."), help="Module directory (Kbuild or Makefile with obj-m)."

@@ -1,6 +1,6 @@
 """kmod-py check: what the kernel's loader will check, before insmod does.
 
-The typer command; its body is kbuild_py.cli.checkmain.run_check, which `kmod-py
+The typer command; its body is kbuild_py.check.service.run_check, which `kmod-py
 check` with plain arguments also reaches without typer (see checkmain).
 """
 
@@ -10,11 +10,9 @@ from pathlib import Path
 
 import typer
 
-from kbuild_py.cli import app
-
 
 def _list_rules() -> None:
-    from kbuild_py.check.model import rules_table
+    from kbuild_py.check.engine import rules_table
     from kbuild_py.report.table import table
 
     rows = [
@@ -23,7 +21,6 @@ def _list_rules() -> None:
     typer.echo(table(["RULE", "SEVERITY", "NEEDS", "CHECKS"], rows))
 
 
-@app.command()
 def check(
     # str, not Path: typer's per-argument Path coercion costs ~60 us a file with thousands
     files: list[str] = typer.Argument(None, help="Module files (.ko, .ko.xz, .ko.zst, .ko.gz)."),
@@ -49,11 +46,14 @@ def check(
 
     Exit status: 0 all rules passed, 1 a rule failed, 2 a file could not be read.
     """
-    from kbuild_py.cli.checkmain import run_check
+    from kbuild_py.check.service import run_check
+    from kbuild_py.cli.checkmain import say
 
     if list_rules:
         _list_rules()
         return
-    code = run_check(files, recursive, kernel, kdir, extra_symbols, as_json, junit, field)
+    code = run_check(
+        files, recursive, kernel, kdir, extra_symbols, as_json, junit, field, say=say
+    )
     if code:
         raise typer.Exit(code)

@@ -6,10 +6,7 @@ from dataclasses import asdict
 
 import typer
 
-from kbuild_py.cli import app
 
-
-@app.command()
 def kernels(
     suite: str = typer.Option(None, "--suite", help="List what a Debian suite offers instead."),
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror (default: the host's)."),
@@ -46,7 +43,6 @@ def kernels(
                "(`kmod-py kernels --suite trixie` lists a suite's releases)")
 
 
-@app.command()
 def images(
     build: list[str] = typer.Option(  # noqa: B008
         [], "--build", help="Build the image for a kernel spec (repeatable)."

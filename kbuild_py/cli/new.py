@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from kbuild_py.cli import app
 
-
-@app.command()
 def new(
     name: str = typer.Argument(..., help="Module name: a C identifier, at most 55 characters."),
     dir: Path = typer.Option(Path("."), "--dir", help="Parent directory to create NAME/ in."),

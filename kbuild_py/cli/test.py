@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from kbuild_py.cli import app, report_file, sigterm_interrupts
+from kbuild_py.cli.base import sigterm_interrupts
+from kbuild_py.paths import report_file
 
 
-@app.command()
 def test(
     path: Annotated[Path, typer.Argument(help="Module directory (built first).")] = Path("."),
     kernel: Annotated[list[str] | None, typer.Option(
