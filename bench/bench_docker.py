@@ -47,7 +47,8 @@ def fresh(project: Path) -> Path:
 
 
 def main() -> None:
-    from kbuild_py.build.run import BuildOptions, build_all
+    from kbuild_py.build.plan import BuildOptions
+    from kbuild_py.build.run import build_all
     from kbuild_py.kernels.resolve import resolve_spec
     from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 

@@ -37,3 +37,8 @@ def report_file(path: Path | None, option: str) -> None:
     if path.is_dir() or not path.parent.is_dir():
         why = "is a directory" if path.is_dir() else f"{path.parent} is not a directory"
         raise UsageError(f"cannot write {option} {path}: {why}", "pass a file path")
+
+
+def ensure_dir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from kbuild_py.kernels.buildtree import SNAPSHOT_FILES, BuildTree
+
 _HEAD = "#include <linux/module.h>\n#include <linux/init.h>\n"
 
 
@@ -222,9 +224,7 @@ def crafted_tree(
     """A copy of a build tree's files with another release, Kconfig changes and altered CRCs."""
     import re
 
-    from kbuild_py.kernels.buildtree import BuildTree
-
-    snap = tree.snapshot_into(root)
+    snap = snapshot_into(tree, root)
     uts = root / "include/generated/utsrelease.h"
     uts.write_text(f'#define UTS_RELEASE "{release}"\n')
     conf = root / "include/config/auto.conf"
@@ -244,3 +244,13 @@ def crafted_tree(
         sv.write_text("\n".join(lines) + "\n")
     assert snap.path == root.resolve()
     return BuildTree(root.resolve())
+
+
+def snapshot_into(tree: BuildTree, dest: Path) -> BuildTree:
+    """Copy the files a BuildTree reads into dest and return a tree over the copy."""
+    for rel in SNAPSHOT_FILES:
+        src = tree.path / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest / rel)
+    return BuildTree(dest.resolve(), arch=tree.arch)

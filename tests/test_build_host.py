@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checkdata import snapshot_into
 from typer.testing import CliRunner
 
 from kbuild_py.cli import app
@@ -123,7 +124,7 @@ def test_bad_make_var_is_exit_2(scaffold) -> None:
 def test_compiler_mismatch_is_reported(scaffold, host_release: str, host_kdir: Path) -> None:
     from conftest import require
 
-    from kbuild_py.build.run import kernel_compiler_program
+    from kbuild_py.build.plan import kernel_compiler_program
     from kbuild_py.kernels.buildtree import BuildTree
 
     kernel_cc = kernel_compiler_program(BuildTree.open(host_kdir).cc_version_text)
@@ -146,7 +147,7 @@ def test_kdir_build_then_check_against_other_vermagic(
     assert res.exit_code == 0, res.output
     from kbuild_py.kernels.buildtree import BuildTree
 
-    other = BuildTree.open(host_kdir).snapshot_into(tmp_path / "other")
+    other = snapshot_into(BuildTree.open(host_kdir), tmp_path / "other")
     uts = other.path / "include/generated/utsrelease.h"
     uts.write_text('#define UTS_RELEASE "6.1.0-99-amd64"\n')
     conf = other.path / "include/config/auto.conf"

@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kbuild_py.build.run import (
-    BuildOptions,
-    build_all,
-    kernel_compiler_program,
-    make_argv,
-    parse_diagnostic,
-    source_files,
-    sync_sources,
-)
+from kbuild_py.build.plan import BuildOptions, kernel_compiler_program, make_argv
+from kbuild_py.build.run import build_all, parse_diagnostic
+from kbuild_py.build.sources import source_files, sync_sources
 from kbuild_py.kernels.buildtree import BuildTree
-from kbuild_py.kernels.resolve import Target
+from kbuild_py.kernels.spec import Target
 from kbuild_py.seams.process import Result
 
 

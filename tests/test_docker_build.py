@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kbuild_py.build.run import BuildOptions, build_all
+from kbuild_py.build.plan import BuildOptions
+from kbuild_py.build.run import build_all
 from kbuild_py.seams.docker import RUN_LABEL, DockerRunner, abort_all
 
 pytestmark = pytest.mark.docker

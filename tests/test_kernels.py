@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from kbuild_py.cli import app
 from kbuild_py.debian import archive as debian
 from kbuild_py.errors import UsageError
-from kbuild_py.kernels.resolve import KernelSpec, parse_spec, resolve_spec, suite_kernels
+from kbuild_py.kernels.resolve import parse_spec, resolve_spec, suite_kernels
+from kbuild_py.kernels.spec import KernelSpec
 
 runner = CliRunner()
 

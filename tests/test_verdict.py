@@ -9,9 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from kbuild_py.boot.guest import GuestModule, GuestPlan, init_script
-from kbuild_py.boot.verdict import parse_console, taint_letters
+from kbuild_py.boot.verdict import Verdict, parse_console, taint_letters
 
 DATA = Path(__file__).parent / "data" / "console"
+
+
+def kernel_lines(v: Verdict, kind: str, name: str) -> list[str]:
+    """The kernel log lines attributed to one guest step."""
+    s = v.step(kind, name)
+    return s.kernel if s else []
 
 
 def log(name: str) -> str:
@@ -54,8 +60,8 @@ def test_real_pass_with_in_kernel_dependency() -> None:
     assert v.status == "pass", v.problems
     assert v.release == "6.1.0-56-amd64" and 0 < (v.init_uptime or 0) < 30
     assert v.step("dep", "crc_itu_t").rc == 0
-    assert any("crc_itu_t=31c3" in k for k in v.kernel_lines("insmod", "kmodpy_crc"))
-    assert any("bye" in k for k in v.kernel_lines("rmmod", "kmodpy_crc"))
+    assert any("crc_itu_t=31c3" in k for k in kernel_lines(v, "insmod", "kmodpy_crc"))
+    assert any("bye" in k for k in kernel_lines(v, "rmmod", "kmodpy_crc"))
     assert v.sysfs == {"kmodpy_crc": "present"}
     assert v.taint_text == "OE" and v.finished and not v.excerpt
 
@@ -63,7 +69,7 @@ def test_real_pass_with_in_kernel_dependency() -> None:
 def test_real_param_and_script() -> None:
     v = parse_console(log("6.1-param-script.log"), ["kmodpy_param"])
     assert v.passed
-    assert any("answer=42" in k for k in v.kernel_lines("insmod", "kmodpy_param"))
+    assert any("answer=42" in k for k in kernel_lines(v, "insmod", "kmodpy_param"))
     assert v.step("script", "-").output == ["answer is 42"] and v.step("script", "-").rc == 0
 
 
@@ -77,7 +83,7 @@ def test_real_init_returning_enodev() -> None:
     assert v.sysfs["kmodpy_nodev"] == "absent"
     assert v.step("rmmod", "kmodpy_nodev") is None and v.finished
     # the init ran once (busybox's init_module retry is defused), our loader trick is hidden
-    init_lines = v.kernel_lines("insmod", "kmodpy_nodev")
+    init_lines = kernel_lines(v, "insmod", "kmodpy_nodev")
     assert sum("no device here" in k for k in init_lines) == 1
     assert "Invalid ELF header magic" in log("6.1-nodev.log")
     assert not any("Invalid ELF" in k for k in init_lines)
@@ -159,7 +165,7 @@ def test_marker_glued_to_kernel_text_is_split() -> None:
         "@@kmod-py taint end 4096", "@@kmod-py done - 1.8",
     ), ["m"])
     assert v.passed and v.step("insmod", "m").rc == 0
-    assert v.kernel_lines("insmod", "m") == ["[    1.6] m: hello"]
+    assert kernel_lines(v, "insmod", "m") == ["[    1.6] m: hello"]
     assert v.taint_text == "O"
 
 
@@ -186,8 +192,8 @@ def test_deferred_console_lines_are_attributed_by_the_kmsg_replay() -> None:
         "@@kmod-py taint end 12288", "@@kmod-py done - 1.7",
     ), ["m"])
     assert v.status == "pass", v.problems
-    insmod = v.kernel_lines("insmod", "m")
-    rmmod = v.kernel_lines("rmmod", "m")
+    insmod = kernel_lines(v, "insmod", "m")
+    rmmod = kernel_lines(v, "rmmod", "m")
     assert any("m: loaded" in k for k in insmod)
     assert rmmod == ["[    1.600000] m: unloaded"]
 

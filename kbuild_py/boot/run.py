@@ -17,8 +17,11 @@ from pathlib import Path
 from kbuild_py.boot import deps as moddeps
 from kbuild_py.boot import guest, initramfs
 from kbuild_py.boot.verdict import Verdict, parse_console
+from kbuild_py.debian import linuximage
+from kbuild_py.debian.archive import extract_deb
 from kbuild_py.debian.linuximage import KernelImage, fetch_kernel
 from kbuild_py.errors import InfraError, KmodError, UsageError
+from kbuild_py.paths import cache_dir, output_dir
 from kbuild_py.seams import qemu
 from kbuild_py.seams.process import signals_to_main_thread
 
@@ -70,15 +73,11 @@ def find_busybox(fetch_deb: Callable[[str], Path] | None = None) -> Path:
     for cand in (Path("/bin/busybox"), Path("/usr/bin/busybox")):
         if cand.is_file() and _is_static(cand):
             return cand
-    from kbuild_py.debian import archive as debian
-    from kbuild_py.debian import linuximage as kimage
-    from kbuild_py.paths import cache_dir
-
     dest = cache_dir() / "busybox-static"
     exe = dest / "bin" / "busybox"
     if not exe.is_file():
-        deb = (fetch_deb or kimage.fetch_deb)("busybox-static")
-        debian.extract_deb(deb, dest)
+        deb = (fetch_deb or linuximage.fetch_deb)("busybox-static")
+        extract_deb(deb, dest)
     if not exe.is_file() or not _is_static(exe):
         raise InfraError("no static busybox found", "install busybox-static")
     return exe
@@ -223,24 +222,6 @@ def run_all(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def release_for_spec(spec: str, mirror: str | None = None) -> tuple[str, str | None]:
-    """(release, suite) a spec boots, without preparing a build environment for it."""
-    from kbuild_py.debian import archive as debian
-    from kbuild_py.kernels import resolve as kernels
-
-    parsed = kernels.parse_spec(spec)
-    if parsed.kind == "host":
-        return kernels.running_release(), None
-    if parsed.kind == "release":
-        return parsed.value, None  # fetch_kernel tries host apt, then every suite
-    if parsed.kind == "debian":
-        suite = debian.BASE_SUITE.get(parsed.value, parsed.value)
-        suite = parsed.value if parsed.value in debian.SUITES else suite
-        return debian.Archive(suite, mirror).current_release(), suite
-    target = kernels.resolve_spec(spec, mirror=mirror)
-    return target.release, target.suite
-
-
 def vermagic_release(ko: Path) -> str:
     """The release a module was built for (first word of its vermagic)."""
     info = moddeps.modinfo(moddeps.decompress(ko.read_bytes()), str(ko))
@@ -252,8 +233,6 @@ def vermagic_release(ko: Path) -> str:
 
 def jobs_from_builds(builds: Sequence, project: Path) -> tuple[list[KernelTest], list[TestResult]]:
     """KernelTests for kernels whose build produced modules; error results for the others."""
-    from kbuild_py.paths import output_dir
-
     jobs: list[KernelTest] = []
     failed: list[TestResult] = []
     for b in builds:

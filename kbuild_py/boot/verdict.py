@@ -57,7 +57,6 @@ class Verdict:
     steps: list[Step] = field(default_factory=list)
     sysfs: dict[str, str] = field(default_factory=dict)  # module -> present/absent after load
     taint: int | None = None  # after loading
-    taint_before: int | None = None
     taint_end: int | None = None  # after unloading (a WARNING at rmmod adds W here)
     excerpt: list[str] = field(default_factory=list)
     finished: bool = False
@@ -72,10 +71,6 @@ class Verdict:
 
     def step(self, kind: str, name: str) -> Step | None:
         return next((s for s in self.steps if s.kind == kind and s.name == name), None)
-
-    def kernel_lines(self, kind: str, name: str) -> list[str]:
-        s = self.step(kind, name)
-        return s.kernel if s else []
 
 
 def _errno_name(text: str) -> str:
@@ -152,9 +147,7 @@ class _Parser:
             v.release = rest or None
         elif kind == "taint":
             value = _int(rest)
-            if name == "before":
-                v.taint_before = value
-            elif name == "loaded" or (name == "end" and v.taint is None):
+            if name == "loaded" or (name == "end" and v.taint is None):
                 v.taint = value
             if name == "end":
                 v.taint_end = value

@@ -41,7 +41,8 @@ def build(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every make output line."),
 ) -> None:
     """Build the module for each target kernel and check the result."""
-    from kbuild_py.build import run as b
+    from kbuild_py.build import plan
+    from kbuild_py.build.run import build_all
     from kbuild_py.kernels.select import resolve_targets
     from kbuild_py.project.config import find_module_dir, load_project
     from kbuild_py.report import build as rb
@@ -52,18 +53,18 @@ def build(
         raise UsageError("--kernel and --kdir both given", "pass --kdir DIR or --kernel SPEC")
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
-    opts = b.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
+    opts = plan.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
     targets = resolve_targets(
         kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
     )
-    jobs = b.plan_parallelism(opts, len(targets), jobs, make_jobs)
-    for t, used in b.compiler_mismatches(targets, opts.make_vars):
+    jobs = plan.plan_parallelism(opts, len(targets), jobs, make_jobs)
+    for t, used in plan.compiler_mismatches(targets, opts.make_vars):
         for line in rb.compiler_warning(t.release, t.compiler, used):
             typer.echo(line, err=True)
     view = rb.LiveView(project_dir, len(targets) > 1, verbose, sys.stderr if as_json else None)
 
     with sigterm_interrupts():
-        results = b.build_all(
+        results = build_all(
             project_dir,
             targets,
             opts,

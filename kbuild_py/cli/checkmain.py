@@ -30,7 +30,6 @@ _OPTIONS = {
     "-F": ("field", True, False),
     "--field": ("field", True, False),
 }
-_PATHS = ("recursive", "kdir", "extra_symbols", "junit")
 
 
 def parse_fast(args: Sequence[str]) -> dict[str, object] | None:

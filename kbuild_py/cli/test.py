@@ -91,13 +91,15 @@ def test(
 
 def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # type: ignore[no-untyped-def]
     from kbuild_py.boot import run as tr
+    from kbuild_py.kernels.resolve import place
     from kbuild_py.paths import output_dir
 
     if not specs:
         release, suite = tr.vermagic_release(kos[0]), None
         pairs = [(release, release, suite)]
     else:
-        pairs = [(s, *tr.release_for_spec(s, mirror)) for s in specs]
+        placed = [place(s, mirror=mirror) for s in specs]
+        pairs = [(p.spec, p.release, p.suite) for p in placed]
         pairs = [p for i, p in enumerate(pairs) if p[1] not in {q[1] for q in pairs[:i]}]
     # The console log goes to PROJECT/.kmod-py/<release>/: for a module kmod-py built that is
     # its own directory; for any other .ko it is under the current directory (never next to
@@ -110,16 +112,17 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
 
 def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  # type: ignore[no-untyped-def]
     from kbuild_py.boot import run as tr
-    from kbuild_py.build import run as b
+    from kbuild_py.build import plan
+    from kbuild_py.build.run import build_all
     from kbuild_py.kernels.select import resolve_targets
     from kbuild_py.project.config import find_module_dir, load_project
 
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
     targets = resolve_targets(specs, None, project.kernels, mirror=mirror, progress=say)
-    opts = b.BuildOptions(make_vars=dict(project.make_vars))
+    opts = plan.BuildOptions(make_vars=dict(project.make_vars))
     say(f"building for {len(targets)} kernel(s): {', '.join(t.release for t in targets)}")
-    builds = b.build_all(project_dir, targets, opts, jobs=max(1, jobs), on_done=lambda r: say(
+    builds = build_all(project_dir, targets, opts, jobs=max(1, jobs), on_done=lambda r: say(
         f"built {r.target.release}: {len(r.modules)} module(s)" if r.built
         else f"build failed for {r.target.release}: {r.error or r.log_path}"))
     test_jobs, failed = tr.jobs_from_builds(builds, project_dir)

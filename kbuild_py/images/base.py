@@ -18,17 +18,16 @@ from typing import Any
 
 from kbuild_py.debian import archive as debian
 from kbuild_py.errors import InfraError
-from kbuild_py.images.kernel import (
+from kbuild_py.images.model import (
     BASE_REPO,
     DEBOOTSTRAP_TIMEOUT,
     KIND_LABEL,
     SUITE_LABEL,
     Progress,
-    _quiet,
-    ensure_dir,
-    image_exists,
+    quiet,
 )
-from kbuild_py.paths import cache_dir
+from kbuild_py.paths import cache_dir, ensure_dir
+from kbuild_py.seams.docker import image_exists
 from kbuild_py.seams.process import HostRunner
 
 
@@ -39,7 +38,7 @@ class BaseImage:
 
 
 def ensure_base(
-    client: Any, suite: str, mirror: str | None = None, progress: Progress = _quiet
+    client: Any, suite: str, mirror: str | None = None, progress: Progress = quiet
 ) -> BaseImage:
     """kmod-py/base:<suite>: reused, else pulled from a registry, else debootstrapped."""
     name = f"{BASE_REPO}:{suite}"

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,39 +23,26 @@ from typing import Any
 
 from kbuild_py.debian import archive as debian
 from kbuild_py.errors import InfraError, UsageError
-from kbuild_py.paths import cache_dir
-from kbuild_py.seams.docker import RUN_LABEL, docker_client
-
-Progress = Callable[[str], None]
-
-KERNEL_REPO = "kmod-py/kernel"
-BASE_REPO = "kmod-py/base"
-KIND_LABEL = "io.kmod-py.kind"
-RELEASE_LABEL = "io.kmod-py.kernel.release"
-COMPILER_LABEL = "io.kmod-py.kernel.compiler"
-SUITE_LABEL = "io.kmod-py.debian.suite"
-RECIPE_LABEL = "io.kmod-py.recipe"
-BUILD_TIMEOUT = 1800  # seconds one image build may take
-DEBOOTSTRAP_TIMEOUT = 1200
+from kbuild_py.images.base import ensure_base
+from kbuild_py.images.model import (
+    BASE_REPO,
+    BUILD_TIMEOUT,
+    COMPILER_LABEL,
+    KERNEL_REPO,
+    KIND_LABEL,
+    RECIPE_LABEL,
+    RELEASE_LABEL,
+    SUITE_LABEL,
+    Progress,
+    kernel_image,
+    quiet,
+    tag_for,
+)
+from kbuild_py.images.tree import mark_snapshot, snapshot_tree
+from kbuild_py.paths import cache_dir, ensure_dir
+from kbuild_py.seams.docker import RUN_LABEL, docker_client, image_exists, leftover_containers
 
 _build_lock = threading.Lock()
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-def tag_for(release: str) -> str:
-    """Docker tags allow [A-Za-z0-9_.-]: '+' (as in 6.12.117+deb13-amd64) becomes '_'."""
-    return release.replace("+", "_")
-
-
-def kernel_image(release: str) -> str:
-    return f"{KERNEL_REPO}:{tag_for(release)}"
-
-
-def suite_alias(suite: str) -> str:
-    return f"{KERNEL_REPO}:debian-{suite}"
 
 
 def dockerfile_text() -> bytes:
@@ -73,20 +60,6 @@ def recipe_hash() -> str:
     return hashlib.sha256(dockerfile_text()).hexdigest()[:16]
 
 
-def image_exists(client: Any, name: str) -> Any | None:
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(name)
-    except ImageNotFound:
-        return None
-
-
-def ensure_dir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
 # --- kernel images ---------------------------------------------------------------------
 
 
@@ -95,7 +68,7 @@ def ensure_kernel_image(
     release: str,
     *,
     mirror: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     client: Any = None,
 ) -> str:
     """The image for a Debian kernel release, built (and tagged per suite) if missing."""
@@ -112,7 +85,7 @@ def ensure_kernel_image(
                 progress(f"image {name}: made from an older containers/debian/Dockerfile, "
                          "rebuilding")
                 build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
-                _remove_quietly(client, img.id)
+                _removequietly(client, img.id)
             else:
                 progress(f"image {name}: reused")
     client.images.get(name).tag(KERNEL_REPO, f"debian-{suite}")
@@ -138,7 +111,7 @@ def _machine_lock() -> Iterator[None]:
 
 def build_kernel_image(
     client: Any, suite: str, release: str, *, mirror: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> str:
     """Build kmod-py/kernel:<release> from Debian <suite>'s linux-headers-<release>."""
     base_suite = debian.BASE_SUITE.get(suite)
@@ -146,9 +119,6 @@ def build_kernel_image(
         raise UsageError(
             f"unknown Debian suite {suite!r}", f"use one of: {', '.join(debian.SUITES)}"
         )
-    from kbuild_py.images.base import ensure_base
-    from kbuild_py.images.tree import mark_snapshot, snapshot_tree
-
     base = ensure_base(client, base_suite, mirror, progress)
     progress(f"base image {base.name}: {base.how}")
     name = kernel_image(release)
@@ -166,15 +136,15 @@ def build_kernel_image(
     first = _docker_build(client, name, args, progress)
     tree = snapshot_tree(client, name, release, refresh=True)
     args["COMPILER"] = tree.cc_version_text
-    final = _docker_build(client, name, args, _quiet)  # label only: the RUN layer is cached
+    final = _docker_build(client, name, args, quiet)  # label only: the RUN layer is cached
     if first != final:
-        _remove_quietly(client, first)
+        _removequietly(client, first)
     mark_snapshot(release, final)
     progress(f"image {name}: built ({tree.cc_version_text or 'compiler unknown'})")
     return name
 
 
-def _remove_quietly(client: Any, image_id: str) -> None:
+def _removequietly(client: Any, image_id: str) -> None:
     from docker.errors import APIError
 
     try:
@@ -280,8 +250,6 @@ def list_images(client: Any = None) -> list[ImageInfo]:
 
 def remove_leftover_containers(client: Any = None, *, keep_live: bool = True) -> list[str]:
     """Remove containers labelled by kmod-py whose process is gone (all if not keep_live)."""
-    from kbuild_py.seams.docker import leftover_containers
-
     removed = []
     for c in leftover_containers(client or docker_client()):
         owner = (c.labels or {}).get(RUN_LABEL, "")

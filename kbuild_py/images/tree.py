@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.errors import UsageError
-from kbuild_py.images.kernel import KIND_LABEL, RELEASE_LABEL, ensure_dir, image_exists
+from kbuild_py.images.model import KIND_LABEL, RELEASE_LABEL
 from kbuild_py.kernels.buildtree import SNAPSHOT_FILES, BuildTree
-from kbuild_py.paths import cache_dir
-from kbuild_py.seams.docker import RUN_LABEL, DockerRunner
+from kbuild_py.paths import cache_dir, ensure_dir
+from kbuild_py.seams.docker import RUN_LABEL, DockerRunner, image_exists
 
 
 def image_releases(client: Any, image: str) -> list[str]:

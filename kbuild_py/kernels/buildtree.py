@@ -155,14 +155,3 @@ class BuildTree:
     def symvers_path(self) -> Path | None:
         p = self.path / "Module.symvers"
         return p if p.is_file() else None
-
-    def snapshot_into(self, dest: Path) -> BuildTree:
-        """Copy the files a BuildTree reads into dest and return a tree over the copy."""
-        import shutil
-
-        for rel in SNAPSHOT_FILES:
-            src = self.path / rel
-            if src.is_file():
-                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dest / rel)
-        return BuildTree(dest.resolve(), arch=self.arch)

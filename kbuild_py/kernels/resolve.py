@@ -1,38 +1,31 @@
-"""Kernel specs and targets.
-
-A *spec* is what the user writes (--kernel, or `kernels = [...]` in kmod.toml):
-`host`, a release such as `6.1.0-50-amd64`, `debian:SUITE`, `image:NAME[:TAG]`.
-A *Target* is a resolved spec: the release, the build tree to read (on the host,
-possibly a snapshot copied out of an image), the KDIR path as the runner sees it,
-and the Runner that executes the build (the host, or a container).
+"""Resolving a kernel spec, one downward pass: spec -> release and where (place) ->
+image ensured -> build tree snapshot -> Target (target). `build` and `check` take the
+whole pass (resolve_spec); `test` needs only the release (place).
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kbuild_py.errors import NoBuildTreeError, UsageError
+from kbuild_py.debian.archive import BASE_SUITE, SUITES, Archive, suite_for_release
+from kbuild_py.errors import KmodError, MirrorError, NoBuildTreeError, UsageError
+from kbuild_py.images.kernel import ensure_kernel_image, list_images
+from kbuild_py.images.model import (
+    RELEASE_LABEL,
+    SUITE_LABEL,
+    Progress,
+    kernel_image,
+    quiet,
+    suite_alias,
+)
+from kbuild_py.images.tree import image_releases, snapshot_tree
 from kbuild_py.kernels.buildtree import BuildTree
-from kbuild_py.seams.process import HostRunner, Runner
-
-
-@dataclass
-class Target:
-    spec: str
-    release: str
-    tree: BuildTree  # readable on the host (vermagic, config, Module.symvers)
-    kdir: str  # KDIR as the runner sees it
-    runner: Runner
-    where: str = "host"  # "host" or the image name the build runs in
-    suite: str | None = None  # Debian suite the kernel comes from, when known
-
-    @property
-    def compiler(self) -> str:
-        return self.tree.cc_version_text
+from kbuild_py.kernels.spec import IMAGE_RE, RELEASE_RE, SPEC_FORMS, KernelSpec, Placement, Target
+from kbuild_py.seams.docker import DockerRunner, docker_client, image_exists
+from kbuild_py.seams.process import HostRunner
 
 
 def running_release() -> str:
@@ -70,27 +63,9 @@ def host_releases() -> list[str]:
 
 # --- kernel specs ------------------------------------------------------------------------
 
-SPEC_FORMS = (
-    "host, a release (e.g. 6.1.0-50-amd64), debian:SUITE (bookworm, bookworm-backports, "
-    "trixie, trixie-backports, sid), image:NAME[:TAG]"
-)
-_RELEASE_RE = re.compile(r"^\d+\.\d+[0-9A-Za-z.+_~-]*$")
-# [host[:port]/]path[:tag][@sha256:digest], path components in lower case
-_IMAGE_RE = re.compile(
-    r"^[a-z0-9][a-z0-9._-]*(:\d+)?(/[a-z0-9][a-z0-9._-]*)*(:\w[\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
-)
-
-
-@dataclass(frozen=True)
-class KernelSpec:
-    kind: str  # "host" | "release" | "debian" | "image"
-    value: str  # the release, suite or image name ("" for host)
-
 
 def parse_spec(spec: str) -> KernelSpec:
     """Parse a kernel spec (pure). Raises UsageError naming the accepted forms."""
-    from kbuild_py.debian.archive import BASE_SUITE, SUITES
-
     text = spec.strip()
     if text == "host":
         return KernelSpec("host", "")
@@ -103,68 +78,87 @@ def parse_spec(spec: str) -> KernelSpec:
             )
         return KernelSpec("debian", rest)
     if sep and kind == "image":
-        if not _IMAGE_RE.match(rest):
+        if not IMAGE_RE.match(rest):
             raise UsageError(
                 f"bad image name {rest!r} in kernel spec {spec!r}",
                 "write image:NAME or image:NAME:TAG, e.g. image:kmod-py/kernel:debian-trixie",
             )
         return KernelSpec("image", rest)
-    if not sep and _RELEASE_RE.match(text):
+    if not sep and RELEASE_RE.match(text):
         return KernelSpec("release", text)
     raise UsageError(f"unknown kernel spec {spec!r}", f"kernel specs: {SPEC_FORMS}")
 
 
-def resolve_spec(
-    spec: str, *, mirror: str | None = None, progress: Callable[[str], None] | None = None
-) -> Target:
-    """Turn a spec into a Target: the host's build tree or a kernel-headers container.
-
-    Container targets may build their image first (progress gets its lines).
-    """
+def place(spec: str, *, mirror: str | None = None, say: Progress = quiet) -> Placement:
+    """Which release a spec names and where it lives, without building or copying anything
+    (`kmod-py test` boots the release; `build` and `check` go on to target())."""
     parsed = parse_spec(spec)
-    say = progress or (lambda _line: None)
     if parsed.kind == "host":
-        return host_target("host")
+        return Placement(spec, "host", running_release(), "host")
     if parsed.kind == "release":
-        if parsed.value in host_releases():
-            return host_target(spec, parsed.value)
-        return _release_target(spec, parsed.value, mirror, say)
+        where = "host" if parsed.value in host_releases() else "kernel-image"
+        return Placement(spec, "release", parsed.value, where)
     if parsed.kind == "debian":
-        return _suite_target(spec, parsed.value, mirror, say)
-    return _image_target(spec, parsed.value)
-
-
-def container_target(
-    spec: str, release: str, suite: str, *, mirror: str | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Target:
-    """A Target building in kmod-py/kernel:<release> (built on demand)."""
-    from kbuild_py.images import kernel as images
-    from kbuild_py.images import tree as imagetree
-    from kbuild_py.seams.docker import DockerRunner, docker_client
-
+        release = _suite_release(spec, parsed.value, mirror, say)
+        return Placement(spec, "debian", release, "kernel-image", suite=parsed.value)
     client = docker_client()
-    name = images.ensure_kernel_image(
-        suite, release, mirror=mirror, progress=progress or (lambda _l: None), client=client
-    )
-    tree = imagetree.snapshot_tree(client, name, release)
+    releases = image_releases(client, parsed.value)
+    if not releases:
+        raise UsageError(
+            f"image {parsed.value} has no kernel build tree (/lib/modules/*/build)",
+            "install a linux-headers package in it, or use --kernel debian:SUITE",
+        )
+    suite = (client.images.get(parsed.value).labels or {}).get(SUITE_LABEL)
+    return Placement(spec, "image", releases[-1], "image", suite=suite, image=parsed.value)
+
+
+def target(p: Placement, *, mirror: str | None = None, say: Progress = quiet) -> Target:
+    """The Target of a placement: the host's build tree, or an image (a kmod-py kernel image
+    is built first when missing) and a snapshot of its build tree."""
+    if p.where == "host":
+        return host_target("host") if p.kind == "host" else host_target(p.spec, p.release)
+    client = docker_client()
+    if p.where == "kernel-image":
+        suite = p.suite or _release_suite(client, p.release, mirror, say)
+        name = ensure_kernel_image(suite, p.release, mirror=mirror, progress=say, client=client)
+    else:
+        suite, name = p.suite, str(p.image)
+    tree = snapshot_tree(client, name, p.release)
     return Target(
-        spec=spec, release=release, tree=tree, kdir=f"/lib/modules/{release}/build",
+        spec=p.spec, release=p.release, tree=tree, kdir=f"/lib/modules/{p.release}/build",
         runner=DockerRunner(name, client), where=name, suite=suite,
     )
 
 
-def _release_target(spec: str, release: str, mirror: str | None, say: Callable) -> Target:
-    from kbuild_py.debian import archive as debian
-    from kbuild_py.images import kernel as images
-    from kbuild_py.seams.docker import docker_client
+def resolve_spec(
+    spec: str, *, mirror: str | None = None, progress: Progress | None = None
+) -> Target:
+    """Turn a spec into a Target, in one downward pass: spec -> release and where ->
+    image ensured -> build tree snapshot -> Target (progress gets image-building lines)."""
+    say = progress or quiet
+    return target(place(spec, mirror=mirror, say=say), mirror=mirror, say=say)
 
-    client = docker_client()
-    built = images.image_exists(client, images.kernel_image(release))
+
+def _suite_release(spec: str, suite: str, mirror: str | None, say: Progress) -> str:
+    """The current kernel release of debian:SUITE (the mirror's index, else, offline, the
+    image last built for the suite)."""
+    try:
+        return Archive(suite, mirror).current_release()
+    except MirrorError:
+        alias = image_exists(docker_client(), suite_alias(suite))
+        if alias is None:
+            raise
+        release = str(alias.labels[RELEASE_LABEL])
+        say(f"{spec}: mirror unreachable, using the last image built for it ({release})")
+        return release
+
+
+def _release_suite(client: Any, release: str, mirror: str | None, say: Progress) -> str:
+    """The Debian suite a release's headers come from: its image's label, else the mirror."""
+    built = image_exists(client, kernel_image(release))
     if built is not None:
-        suite = (built.labels or {}).get(images.SUITE_LABEL) or "bookworm"
-        return container_target(spec, release, suite, mirror=mirror, progress=say)
-    suite = debian.suite_for_release(release, mirror)
+        return str((built.labels or {}).get(SUITE_LABEL) or "bookworm")
+    suite = suite_for_release(release, mirror)
     if suite is None:
         raise UsageError(
             f"no kernel {release}: no build tree in /lib/modules, no kmod-py image, "
@@ -172,65 +166,20 @@ def _release_target(spec: str, release: str, mirror: str | None, say: Callable) 
             _what_exists(mirror),
         )
     say(f"{release}: linux-headers-{release} comes from Debian {suite}")
-    return container_target(spec, release, suite, mirror=mirror, progress=say)
-
-
-def _suite_target(spec: str, suite: str, mirror: str | None, say: Callable) -> Target:
-    from kbuild_py.debian import archive as debian
-    from kbuild_py.errors import MirrorError
-    from kbuild_py.images import kernel as images
-
-    try:
-        release = debian.Archive(suite, mirror).current_release()
-    except MirrorError:
-        # Offline: fall back to the image last built for this suite, if any.
-        from kbuild_py.seams.docker import docker_client
-
-        alias = images.image_exists(docker_client(), images.suite_alias(suite))
-        if alias is None:
-            raise
-        release = alias.labels[images.RELEASE_LABEL]
-        say(f"{spec}: mirror unreachable, using the last image built for it ({release})")
-    return container_target(spec, release, suite, mirror=mirror, progress=say)
-
-
-def _image_target(spec: str, image: str) -> Target:
-    from kbuild_py.images import kernel as images
-    from kbuild_py.images import tree as imagetree
-    from kbuild_py.seams.docker import DockerRunner, docker_client
-
-    client = docker_client()
-    releases = imagetree.image_releases(client, image)
-    if not releases:
-        raise UsageError(
-            f"image {image} has no kernel build tree (/lib/modules/*/build)",
-            "install a linux-headers package in it, or use --kernel debian:SUITE",
-        )
-    release = releases[-1]
-    tree = imagetree.snapshot_tree(client, image, release)
-    suite = (client.images.get(image).labels or {}).get(images.SUITE_LABEL)
-    return Target(
-        spec=spec, release=release, tree=tree, kdir=f"/lib/modules/{release}/build",
-        runner=DockerRunner(image, client), where=image, suite=suite,
-    )
+    return suite
 
 
 def _what_exists(mirror: str | None) -> str:
     """A hint naming the kernels that do exist here and in Debian."""
-    from kbuild_py.debian import archive as debian
-    from kbuild_py.errors import KmodError
-
     parts = [f"host build trees: {', '.join(host_releases()) or 'none'}"]
     try:
-        from kbuild_py.images import kernel as images
-
-        built = sorted({i.release for i in images.list_images()})
+        built = sorted({i.release for i in list_images()})
         parts.append(f"kmod-py images: {', '.join(built) or 'none'}")
     except KmodError:
         pass
     for suite in ("bookworm", "trixie", "trixie-backports"):
         try:
-            parts.append(f"debian:{suite} = {debian.Archive(suite, mirror).current_release()}")
+            parts.append(f"debian:{suite} = {Archive(suite, mirror).current_release()}")
         except KmodError:
             pass
     return "; ".join(parts) + "; `kmod-py kernels --suite SUITE` lists a suite's kernels"
@@ -263,11 +212,7 @@ def usable_kernels(images_list: list | None = None) -> list[KernelRow]:
 
 def suite_kernels(suite: str, mirror: str | None = None) -> tuple[str, list[str]]:
     """(current release of debian:SUITE, every release with headers in SUITE)."""
-    from kbuild_py.debian import archive as debian
-
-    if suite not in debian.BASE_SUITE:
-        raise UsageError(
-            f"unknown Debian suite {suite!r}", f"Debian suites: {', '.join(debian.SUITES)}"
-        )
-    archive = debian.Archive(suite, mirror)
+    if suite not in BASE_SUITE:
+        raise UsageError(f"unknown Debian suite {suite!r}", f"Debian suites: {', '.join(SUITES)}")
+    archive = Archive(suite, mirror)
     return archive.current_release(), archive.releases()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kbuild_py.kernels import resolve as kernels
-from kbuild_py.kernels.resolve import Target
+from kbuild_py.kernels import resolve
+from kbuild_py.kernels.spec import Target
 
 
 def choose_specs(cli_specs: Sequence[str], project_specs: Sequence[str]) -> list[str]:
@@ -23,10 +23,10 @@ def resolve_targets(
     progress: Callable[[str], None] | None = None,
 ) -> list[Target]:
     if kdir is not None:
-        return [kernels.host_target(spec=str(kdir), kdir=kdir)]
+        return [resolve.host_target(spec=str(kdir), kdir=kdir)]
     out: dict[str, Target] = {}
     for spec in choose_specs(cli_specs, project_specs):
-        target = kernels.resolve_spec(spec, mirror=mirror, progress=progress)
+        target = resolve.resolve_spec(spec, mirror=mirror, progress=progress)
         if target.release in out:
             # Two specs naming one release would share PATH/.kmod-py/<release>/: build it once.
             if progress:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
+from kbuild_py.paths import output_dir
 from kbuild_py.report.table import human_size, paint, table
 
 
@@ -162,8 +163,6 @@ class LiveView:
                 print(line, file=self.stream, flush=True)
 
     def line(self, target, line: str) -> None:  # type: ignore[no-untyped-def]
-        from kbuild_py.paths import output_dir
-
         line = line.replace(f"{output_dir(self.project, target.release)}/", "")
         shown = live_line(line, f"[{target.release}] " if self.many else "", self.verbose)
         if shown is not None:

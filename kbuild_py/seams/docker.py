@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.errors import DockerUnavailable, InfraError
+from kbuild_py.seams import process
 from kbuild_py.seams.process import LineSink, Result
 
 RUN_LABEL = "io.kmod-py.run"
@@ -110,8 +111,6 @@ class DockerRunner:
         timeout: float | None = None,
         on_line: LineSink | None = None,
     ) -> Result:
-        from kbuild_py.seams import process
-
         if process.cancelled():
             return Result(130, False, 0.0)
         process.signals_to_main_thread()
@@ -259,3 +258,13 @@ def leftover_containers(client: Any = None) -> list[Any]:
     """Containers (any state) carrying kmod-py's label, e.g. left by a killed process."""
     client = client or docker_client()
     return client.containers.list(all=True, filters={"label": RUN_LABEL})
+
+
+def image_exists(client: Any, name: str) -> Any | None:
+    """The image called name, or None."""
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(name)
+    except ImageNotFound:
+        return None

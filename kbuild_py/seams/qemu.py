@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kbuild_py.errors import InfraError
+from kbuild_py.paths import cache_dir
 
 QEMU = "qemu-system-x86_64"
 # Seconds a KVM guest may stay silent before we retry under TCG. With earlyprintk=serial
@@ -213,8 +214,6 @@ KVM_MEMORY = 24 * 3600  # seconds a silent KVM guest is remembered (per host ker
 
 
 def _kvm_marker() -> Path:
-    from kbuild_py.paths import cache_dir
-
     return cache_dir() / "kvm-silent"
 
 
@@ -254,10 +253,6 @@ class BootResult:
     outcome: RunOutcome
     accel: str  # the accelerator of the final attempt
     notes: list[str] = field(default_factory=list)  # e.g. the KVM -> TCG fallback
-
-    @property
-    def fell_back(self) -> bool:
-        return any("retried under TCG" in n for n in self.notes)
 
 
 def boot(

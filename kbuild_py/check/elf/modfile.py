@@ -20,6 +20,7 @@ from operator import add, methodcaller
 from pathlib import Path
 from typing import NamedTuple
 
+from kbuild_py.check.elf.signature import read_trailer
 from kbuild_py.check.elf.symbols import (  # noqa: F401 - re-exported: callers import them from here
     SHN_ABS,
     SHN_COMMON,
@@ -380,8 +381,6 @@ class ModuleFile(ModuleSymbols):
     @cached_property
     def signature(self):  # type: ignore[no-untyped-def]
         """The appended signature (signature.ModuleSignature), or None when unsigned."""
-        from kbuild_py.check.elf.signature import read_trailer
-
         return read_trailer(self.data)
 
 

@@ -183,10 +183,6 @@ class ModuleSymbols:
                 return []
         return self._symbols(lambda shndx: shndx == SHN_COMMON)
 
-    @property
-    def defined_symbols(self) -> list[Symbol]:
-        return [s for s in self.symbols if s.shndx != SHN_UNDEF and s.name]
-
     @cached_property
     def versions(self) -> list[tuple[str, int]]:
         """(symbol, crc) from __versions or, when present, the extended tables."""
