@@ -16,16 +16,17 @@ from kbuild_py.errors import UsageError
 from kbuild_py.images import base as baseimages
 from kbuild_py.images import kernel as images
 from kbuild_py.images import tree as imagetree
-from kbuild_py.seams.docker import DockerRunner, _unavailable
+from kbuild_py.images.model import kernel_image, suite_alias
+from kbuild_py.seams.docker import DockerRunner, _unavailable, image_exists
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
 def test_image_names_are_valid_docker_tags() -> None:
-    assert images.kernel_image("6.12.117+deb13-amd64") == "kmod-py/kernel:6.12.117_deb13-amd64"
-    assert images.kernel_image("6.1.0-50-amd64") == "kmod-py/kernel:6.1.0-50-amd64"
-    assert images.suite_alias("trixie-backports") == "kmod-py/kernel:debian-trixie-backports"
+    assert kernel_image("6.12.117+deb13-amd64") == "kmod-py/kernel:6.12.117_deb13-amd64"
+    assert kernel_image("6.1.0-50-amd64") == "kmod-py/kernel:6.1.0-50-amd64"
+    assert suite_alias("trixie-backports") == "kmod-py/kernel:debian-trixie-backports"
 
 
 def test_dockerfile_is_parameterised_and_lean() -> None:
@@ -70,7 +71,7 @@ def test_images_carry_release_compiler_suite_labels(docker_client, debian_target
         assert labels["io.kmod-py.debian.headers"] == f"linux-headers-{t.release}"
         assert labels["org.opencontainers.image.version"] == t.release
         assert labels["io.kmod-py.recipe"] == images.recipe_hash()
-        alias = docker_client.images.get(images.suite_alias(spec.split(":", 1)[1]))
+        alias = docker_client.images.get(suite_alias(spec.split(":", 1)[1]))
         assert alias.id == img.id
 
 
@@ -218,7 +219,7 @@ def test_failing_image_build_reports_apt_error(docker_client, debian_targets) ->
     err = info.value
     assert "failed at Step 6/" in err.message and "non-zero code: 100" in err.message
     assert "E: Unable to locate package linux-headers-6.1.0-999-amd64" in (err.hint or "")
-    assert images.image_exists(docker_client, images.kernel_image("6.1.0-999-amd64")) is None
+    assert image_exists(docker_client, kernel_image("6.1.0-999-amd64")) is None
 
 
 @pytest.mark.docker

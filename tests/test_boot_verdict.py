@@ -1,7 +1,7 @@
 """The guest's /init script and the console-log verdict.
 
 tests/data/console/*.log are real serial console logs of Debian's 6.1 kernel booted by
-`kmod-py test` under TCG with the negative modules of test_testrun.py.
+`kmod-py test` under TCG with the negative modules of test_boot_run.py.
 """
 
 from __future__ import annotations
