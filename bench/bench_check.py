@@ -42,7 +42,7 @@ def timed(argv: list[str]) -> float:
 
 def main() -> None:
     from kbuild_py.debian.linuximage import fetch_kernel
-    from kbuild_py.kernels.resolve import host_releases
+    from kbuild_py.kernels.host import host_releases
 
     if not shutil.which("modinfo"):
         sys.exit("modinfo (Debian package kmod) is needed")

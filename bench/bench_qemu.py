@@ -91,7 +91,7 @@ def vng_bin(budget: float = 240) -> str | None:
 
 def main() -> None:
     from kbuild_py.debian.linuximage import fetch_kernel
-    from kbuild_py.kernels.resolve import host_releases
+    from kbuild_py.kernels.host import host_releases
 
     release = [r for r in host_releases() if r.endswith("-amd64")][-1]
     image = fetch_kernel(release)

@@ -38,7 +38,7 @@ def require(condition: bool, what: str) -> None:
 @pytest.fixture(scope="session")
 def host_release() -> str:
     """The release of a Debian kernel-headers package installed on the host."""
-    from kbuild_py.kernels.resolve import host_releases
+    from kbuild_py.kernels.host import host_releases
 
     releases = [r for r in host_releases() if r.endswith("-amd64")]
     require(bool(releases), "Debian kernel headers on the host (linux-headers-amd64)")

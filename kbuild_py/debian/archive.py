@@ -17,19 +17,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kbuild_py.debian.suites import BASE_SUITE, SUITES
 from kbuild_py.errors import MirrorError, UsageError
 from kbuild_py.paths import cache_dir
 
-SUITES = ("bookworm", "bookworm-backports", "trixie", "trixie-backports", "sid")
-# The suite a backports suite builds on (its base image and apt sources).
-BASE_SUITE = {
-    "bookworm": "bookworm",
-    "bookworm-backports": "bookworm",
-    "trixie": "trixie",
-    "trixie-backports": "trixie",
-    "sid": "sid",
-    "unstable": "sid",
-}
 INDEX_MAX_AGE = 6 * 3600  # seconds an index stays fresh in the cache
 HTTP_TIMEOUT = 60
 

@@ -5,14 +5,11 @@ whole pass (resolve_spec); `test` needs only the release (place).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from kbuild_py.debian.archive import BASE_SUITE, SUITES, Archive, suite_for_release
-from kbuild_py.errors import KmodError, MirrorError, NoBuildTreeError, UsageError
-from kbuild_py.images.kernel import ensure_kernel_image, list_images
+from kbuild_py.debian.suites import BASE_SUITE, SUITES
+from kbuild_py.errors import KmodError, MirrorError, UsageError
 from kbuild_py.images.model import (
     RELEASE_LABEL,
     SUITE_LABEL,
@@ -21,44 +18,13 @@ from kbuild_py.images.model import (
     quiet,
     suite_alias,
 )
-from kbuild_py.images.tree import image_releases, snapshot_tree
 from kbuild_py.kernels.buildtree import BuildTree
+from kbuild_py.kernels.host import host_releases, host_target, running_release
 from kbuild_py.kernels.spec import IMAGE_RE, RELEASE_RE, SPEC_FORMS, KernelSpec, Placement, Target
-from kbuild_py.seams.docker import DockerRunner, docker_client, image_exists
-from kbuild_py.seams.process import HostRunner
 
-
-def running_release() -> str:
-    return os.uname().release
-
-
-def host_target(spec: str = "host", release: str | None = None, kdir: Path | None = None) -> Target:
-    """A target built on this machine: --kdir, else /lib/modules/RELEASE/build."""
-    if kdir is not None:
-        tree = BuildTree.open(kdir, release_hint=release)
-    else:
-        rel = release or running_release()
-        try:
-            tree = BuildTree.for_release(rel)
-        except NoBuildTreeError as err:
-            if release is None:
-                err.message = (
-                    f"no build tree for the running kernel {rel} at /lib/modules/{rel}/build"
-                )
-            raise
-    return Target(
-        spec=spec, release=tree.release, tree=tree, kdir=str(tree.path), runner=HostRunner()
-    )
-
-
-def host_releases() -> list[str]:
-    """Releases with a usable build tree under /lib/modules."""
-    base = Path("/lib/modules")
-    if not base.is_dir():
-        return []
-    return sorted(
-        d.name for d in base.iterdir() if (d / "build/include/generated/utsrelease.h").is_file()
-    )
+# Start-up: the Debian archive reader, the image builder and the Docker seam are imported
+# where a spec needs them (below, "lazily"), so host kernels and --kdir resolve without
+# loading them (`kmod-py check --kernel RELEASE one.ko` pays ~20 ms less).
 
 
 # --- kernel specs ------------------------------------------------------------------------
@@ -101,6 +67,10 @@ def place(spec: str, *, mirror: str | None = None, say: Progress = quiet) -> Pla
     if parsed.kind == "debian":
         release = _suite_release(spec, parsed.value, mirror, say)
         return Placement(spec, "debian", release, "kernel-image", suite=parsed.value)
+    # lazily, for start-up (see the top of this module)
+    from kbuild_py.images.tree import image_releases
+    from kbuild_py.seams.docker import docker_client
+
     client = docker_client()
     releases = image_releases(client, parsed.value)
     if not releases:
@@ -117,6 +87,11 @@ def target(p: Placement, *, mirror: str | None = None, say: Progress = quiet) ->
     is built first when missing) and a snapshot of its build tree."""
     if p.where == "host":
         return host_target("host") if p.kind == "host" else host_target(p.spec, p.release)
+    # lazily, for start-up (see the top of this module)
+    from kbuild_py.images.kernel import ensure_kernel_image
+    from kbuild_py.images.tree import snapshot_tree
+    from kbuild_py.seams.docker import DockerRunner, docker_client
+
     client = docker_client()
     if p.where == "kernel-image":
         suite = p.suite or _release_suite(client, p.release, mirror, say)
@@ -142,6 +117,10 @@ def resolve_spec(
 def _suite_release(spec: str, suite: str, mirror: str | None, say: Progress) -> str:
     """The current kernel release of debian:SUITE (the mirror's index, else, offline, the
     image last built for the suite)."""
+    # lazily, for start-up (see the top of this module)
+    from kbuild_py.debian.archive import Archive
+    from kbuild_py.seams.docker import docker_client, image_exists
+
     try:
         return Archive(suite, mirror).current_release()
     except MirrorError:
@@ -155,6 +134,10 @@ def _suite_release(spec: str, suite: str, mirror: str | None, say: Progress) -> 
 
 def _release_suite(client: Any, release: str, mirror: str | None, say: Progress) -> str:
     """The Debian suite a release's headers come from: its image's label, else the mirror."""
+    # lazily, for start-up (see the top of this module)
+    from kbuild_py.debian.archive import suite_for_release
+    from kbuild_py.seams.docker import image_exists
+
     built = image_exists(client, kernel_image(release))
     if built is not None:
         return str((built.labels or {}).get(SUITE_LABEL) or "bookworm")
@@ -171,6 +154,10 @@ def _release_suite(client: Any, release: str, mirror: str | None, say: Progress)
 
 def _what_exists(mirror: str | None) -> str:
     """A hint naming the kernels that do exist here and in Debian."""
+    # lazily, for start-up (see the top of this module)
+    from kbuild_py.debian.archive import Archive
+    from kbuild_py.images.kernel import list_images
+
     parts = [f"host build trees: {', '.join(host_releases()) or 'none'}"]
     try:
         built = sorted({i.release for i in list_images()})
@@ -214,5 +201,8 @@ def suite_kernels(suite: str, mirror: str | None = None) -> tuple[str, list[str]
     """(current release of debian:SUITE, every release with headers in SUITE)."""
     if suite not in BASE_SUITE:
         raise UsageError(f"unknown Debian suite {suite!r}", f"Debian suites: {', '.join(SUITES)}")
+    # lazily, for start-up (see the top of this module)
+    from kbuild_py.debian.archive import Archive
+
     archive = Archive(suite, mirror)
     return archive.current_release(), archive.releases()

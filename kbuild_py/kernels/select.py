@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kbuild_py.kernels import resolve
+from kbuild_py.kernels import host, resolve
 from kbuild_py.kernels.spec import Target
 
 
@@ -23,7 +23,7 @@ def resolve_targets(
     progress: Callable[[str], None] | None = None,
 ) -> list[Target]:
     if kdir is not None:
-        return [resolve.host_target(spec=str(kdir), kdir=kdir)]
+        return [host.host_target(spec=str(kdir), kdir=kdir)]
     out: dict[str, Target] = {}
     for spec in choose_specs(cli_specs, project_specs):
         target = resolve.resolve_spec(spec, mirror=mirror, progress=progress)
