@@ -3,9 +3,9 @@
 A kernel image holds one Debian linux-headers-<release> package (and the compiler it
 pulls in) plus make. It is built on demand, on a base image that is either pulled
 (debian:<suite>, when a registry answers) or debootstrapped from the Debian mirror and
-`docker import`ed as kmod-py/base:<suite> (baseimages.py). Images persist in the daemon;
+`docker import`ed as kmod-py/base:<suite> (images.base). Images persist in the daemon;
 a snapshot of each image's build tree (the few files BuildTree reads) is kept under
-cache_dir()/trees (imagetree.py).
+cache_dir()/trees (images.tree).
 """
 
 from __future__ import annotations
