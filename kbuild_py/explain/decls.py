@@ -11,7 +11,7 @@ and macro bodies that use it are rejected.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from kbuild_py.explain.model import Declaration
 
@@ -197,6 +197,7 @@ def enum_constant_at(lines: Sequence[str], idx: int, name: str, rel: str) -> Dec
 
 
 _RECOGNISERS = (macro_at, tagged_at, typedef_at, function_at, variable_at, enum_constant_at)
+_INDENTED = (macro_at, enum_constant_at)
 
 
 def declarations(
@@ -208,13 +209,32 @@ def declarations(
     for idx in hits:
         if _is_comment(lines[idx]):
             continue
-        for recognise in _RECOGNISERS:
+        # Top-level declarations start in column 0; an indented hit is a use in a body or
+        # a struct member, unless it is an enum constant or an indented `# define`.
+        indented = lines[idx][:1].isspace()
+        for recognise in _INDENTED if indented else _RECOGNISERS:
             decl = recognise(lines, idx, name, rel)
             if decl is not None and decl.line not in seen:
                 seen.add(decl.line)
                 out.append(decl)
                 break
     return out
+
+
+def candidate(name: str) -> Callable[[str], bool]:
+    """A cheap test of a hit line (from grep's output, before the file is read): can a
+    declaration of NAME start or end here? Column-0 lines can; indented ones only as an
+    enum constant or an indented `# define`."""
+    n = re.escape(name)
+    word = re.compile(rf"(?<!\w){n}(?!\w)")
+    indented = re.compile(rf"\s*#\s*define\s+{n}(?!\w)|\s+{n}\s*(=|,|$|/[*/])")
+
+    def test(text: str) -> bool:
+        if not word.search(text):
+            return False
+        return not text[:1].isspace() or bool(indented.match(text))
+
+    return test
 
 
 def member(struct: Declaration, name: str) -> Declaration | None:

@@ -59,8 +59,8 @@ _CLANG_MEMBER = re.compile(
     rf"no member named {_O}(?P<name>\w+){_C} in {_O}(?P<container>(?:struct|union) \w+){_C}"
 )
 _INCOMPATIBLE_INIT = re.compile(
-    rf"initialization of {_O}(?P<want>[^'’]+){_C} from incompatible pointer type "
-    rf"{_O}(?P<have>[^'’]+){_C}"
+    rf"initialization of {_O}(?P<want>[^'’]+){_C}(?: {{aka [^}}]*}})? from incompatible "
+    rf"pointer type {_O}(?P<have>[^'’]+){_C}"
 )
 _NEAR_INIT = re.compile(rf"\(near initialization for {_O}(?P<var>\w+)\.(?P<path>[\w.]+){_C}\)")
 _OWN_NOTE = re.compile(r"(?:declared here|previous (?:declaration|definition)|defined here)")
@@ -121,8 +121,11 @@ def mentions(
         ):
             found[key] = m
 
+    inside = f"{source_root}/" if source_root is not None else None
     for raw in lines:
         line = raw.rstrip("\n")
+        if inside:  # the module's files, named as the user knows them
+            line = line.replace(inside, "")
         d = _DIAG.match(line)
         if d:
             file, num, sev, msg = (

@@ -152,12 +152,11 @@ class HeaderIndex:
 
     def __init__(self, tree: HeaderTree, names: Sequence[str], run: Grep = grep) -> None:
         self.tree = tree
-        by_file: dict[Path, list[int]] = defaultdict(list)
-        for path, num, _text in run([r for r, _b in tree.roots], names):
-            by_file[path].append(num - 1)
+        by_file: dict[Path, list[tuple[int, str]]] = defaultdict(list)
+        for path, num, text in run([r for r, _b in tree.roots], names):
+            by_file[path].append((num - 1, text))
         self._files = by_file
         self._lines: dict[Path, list[str]] = {}
-        self._names = names
 
     def _read(self, path: Path) -> list[str]:
         if path not in self._lines:
@@ -165,12 +164,13 @@ class HeaderIndex:
         return self._lines[path]
 
     def declarations(self, name: str) -> list[Declaration]:
-        word = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])")
+        maybe = decls.candidate(name)
         found: list[Declaration] = []
         for path, hits in self._files.items():
-            lines = self._read(path)
-            mine = [i for i in hits if i < len(lines) and word.search(lines[i])]
+            mine = [i for i, text in hits if maybe(text)]  # files are read only for these
             if mine:
+                lines = self._read(path)
+                mine = [i for i in mine if i < len(lines)]
                 found += decls.declarations(lines, mine, name, self.tree.relative(path))
         return sorted(found, key=decls.rank)
 

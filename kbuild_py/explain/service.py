@@ -9,6 +9,7 @@ image gone) is skipped and said so; it never turns an explanation into a failure
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from kbuild_py.explain import diagnostics
 from kbuild_py.explain.drift import compare
 from kbuild_py.explain.headers import Grep, HeaderTree, grep, header_tree, lookup_all
 from kbuild_py.explain.model import Explanation, Lookup, Mention
+from kbuild_py.process import signals_to_main_thread
 
 Say = Callable[[str], None]
 
@@ -85,7 +87,11 @@ def explain(
     """Each mention looked up in every tree (one grep per tree) and compared."""
     if not mentions or not trees:
         return [Explanation(m, failing=failing) for m in mentions]
-    per_tree = [lookup_all(tree, mentions, run) for tree in trees]
+    # One grep per kernel; they run side by side (grep is I/O and a separate process).
+    with ThreadPoolExecutor(
+        max_workers=min(4, len(trees)), initializer=signals_to_main_thread
+    ) as pool:
+        per_tree = list(pool.map(lambda tree: lookup_all(tree, mentions, run), trees))
     out = []
     for i, mention in enumerate(mentions):
         lookups: list[Lookup] = [found[i] for found in per_tree]
