@@ -28,8 +28,9 @@ _OPTIONS = {
     "--junit": ("junit", True, False),
     "-F": ("field", True, False),
     "--field": ("field", True, False),
+    "--cert": ("cert", True, True),
 }
-_PATHS = ("recursive", "kdir", "extra_symbols", "junit")
+_PATHS = ("recursive", "kdir", "extra_symbols", "junit", "cert")
 
 
 def parse_fast(args: Sequence[str]) -> dict[str, object] | None:
@@ -69,7 +70,7 @@ def parse_fast(args: Sequence[str]) -> dict[str, object] | None:
         opts[param] = found[param][0] if param in found else None
     for param in ("kdir", "junit"):
         opts[param] = Path(found[param][0]) if param in found else None
-    for param in ("recursive", "extra_symbols"):
+    for param in ("recursive", "extra_symbols", "cert"):
         opts[param] = [Path(v) for v in found.get(param, [])]
     return opts
 
@@ -128,8 +129,10 @@ def run_check(
     as_json: bool,
     junit: Path | None,
     field: str | None,
+    cert: list[Path] | None = None,
 ) -> int:
-    """Check the modules; the exit status: 0 all passed, 1 a rule failed, 2 unreadable."""
+    """Check the modules; the exit status: 0 all passed, 1 a rule failed, 2 unreadable.
+    cert: verify signatures against these certificates (the kernel's trusted keys)."""
     from kbuild_py import report_check as rc
     from kbuild_py.checkrun import collect, run_many
     from kbuild_py.checks import target_info
@@ -145,6 +148,11 @@ def run_check(
     paths = collect(files or [], recursive)
     if not paths:
         raise UsageError("no module files given", "kmod-py check FILE.ko [FILE ...] or -r DIR")
+    trusted = []
+    if cert:
+        from kbuild_py.signing.verify import load_trusted
+
+        trusted = load_trusted(cert)  # read once, before the workers fork
     infos = [target_info(t, extra_symbols) for t in _targets(kernel, kdir)] or [None]
     if extra_symbols and infos == [None]:
         say("warning: --extra-symbols has no effect without a target kernel "
@@ -155,7 +163,9 @@ def run_check(
     out = sys.stdout
     pending = _Pending(out)
     for info in infos:
-        for o in run_many(paths, info, mode=mode, field=field, color=color, want_dict=bool(junit)):
+        for o in run_many(
+            paths, info, mode=mode, field=field, color=color, want_dict=bool(junit), trusted=trusted
+        ):
             outcomes.append(o)
             if o.error is not None:
                 pending.flush()  # a terminal shows stdout and stderr in order

@@ -344,3 +344,17 @@ def mokutil_steps(cert: Path) -> list[str]:
         f'mokutil --test-key {der}   (after the reboot: "... is already enrolled")',
     ]
     return steps
+
+
+def running_kernel_hash() -> str | None:
+    """CONFIG_MODULE_SIG_HASH of the running kernel (/boot/config-R or its build tree)."""
+    from kbuild_py.buildtree import parse_kconfig
+
+    release = os.uname().release
+    for cfg in (Path(f"/boot/config-{release}"), Path(f"/lib/modules/{release}/build/.config")):
+        try:
+            value = parse_kconfig(cfg.read_text(errors="replace")).get("CONFIG_MODULE_SIG_HASH")
+        except OSError:
+            continue
+        return value or None
+    return None

@@ -21,11 +21,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbuild_py.signature import PKEY_ID_PKCS7, has_magic, read_trailer
 from kbuild_py.signing.keys import CertInfo, cert_info, load_cert
 from kbuild_py.signing.pkcs7 import OID_DATA, Pkcs7Error, SignerFacts, read_signed_data
+
+if TYPE_CHECKING:
+    from kbuild_py.checks import Finding
 
 # Digests the kernel's crypto API offers for module signatures (hashlib names)
 _HASHLIB = {
@@ -242,3 +245,33 @@ def _signer(facts: SignerFacts) -> str:
 
 def _hex(raw: bytes) -> str:
     return raw.hex().upper()
+
+
+def with_cert_findings(
+    findings: list[Finding], data: bytes, name: str, trusted: Sequence[TrustedCert]
+) -> list[Finding]:
+    """check --cert: the signature rule's findings, its "signed by" report replaced by the
+    verification against the certificates (a malformed signature keeps the rule's error)."""
+    from kbuild_py.checks import Finding
+
+    if any(f.rule_id == "signature" and f.severity == "error" for f in findings):
+        return findings
+    kept = [f for f in findings if f.rule_id != "signature"]
+    v = verify_module(data, trusted, name)
+    certs = ", ".join(str(t.info.path) for t in trusted)
+    if v.ok:
+        detail = v.detail.split(": ", 1)[-1]
+        return [*kept, Finding("signature", "info", f"{name}: signature verified: {detail}")]
+    if v.status == "unsigned":
+        hint = f"sign it with the key of {certs}: kmod-py sign --key KEY --cert CERT FILE.ko"
+    elif v.status == "unavailable-key":
+        hint = (
+            f"{v.detail.split(': ', 1)[-1]}; sign with the key that belongs to the certificate, "
+            "or enrol the signer's certificate (mokutil --import)"
+        )
+    else:
+        hint = "re-sign it (kmod-py sign); this is fatal even when signatures are not enforced"
+    message = f"{name}: {v.message} (-{v.errno})"
+    if v.status in ("rejected", "malformed", "unsupported") and v.detail:
+        message += ": " + v.detail.split(": ", 1)[-1]
+    return [*kept, Finding("signature", "error", message, hint)]
