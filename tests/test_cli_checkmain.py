@@ -21,8 +21,12 @@ def test_plain_forms_parse() -> None:
     assert opts["recursive"] == [Path("d1"), Path("d2")] and opts["kdir"] is None
     assert parse_fast([]) == {
         "files": None, "as_json": False, "kernel": None, "field": None, "kdir": None,
-        "junit": None, "recursive": [], "extra_symbols": [],
+        "junit": None, "recursive": [], "extra_symbols": [], "cert": [],
     }  # fmt: skip
+    assert parse_fast(["a.ko", "--cert", "c.der", "--cert=d.pem"])["cert"] == [  # type: ignore[index]
+        Path("c.der"),
+        Path("d.pem"),
+    ]
 
 
 @pytest.mark.parametrize(

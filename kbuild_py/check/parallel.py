@@ -56,6 +56,13 @@ def _work(name: str) -> Outcome:
     report = check_loaded(p, target)  # type: ignore[arg-type]
     if report.error is not None:
         return Outcome(path, False, report.error, None)
+    trusted = _JOB.get("trusted")
+    if trusted and report.module is not None:  # check --cert
+        # lazily, for start-up: the X.509/CMS libraries only for check --cert
+        from kbuild_py.signing.verify import with_cert_findings
+
+        m = report.module
+        report.findings = with_cert_findings(report.findings, m.data, m.name, trusted)  # type: ignore[arg-type]
     mode = _JOB.get("mode", "text")
     data = rc.report_dict(report) if mode == "json" or _JOB.get("want_dict") else None
     payload: object = None
@@ -77,9 +84,13 @@ def run_many(
     color: bool = False,
     want_dict: bool = False,
     jobs: int | None = None,
+    trusted: Sequence[object] = (),
 ) -> Iterable[Outcome]:
-    """Check each path; yields Outcomes in input order. jobs=None: all cores for many files."""
-    _JOB.update(target=target, mode=mode, field=field, color=color, want_dict=want_dict)
+    """Check each path; yields Outcomes in input order. jobs=None: all cores for many files.
+    trusted: certificates (signing.verify.TrustedCert) to verify signatures against."""
+    _JOB.update(
+        target=target, mode=mode, field=field, color=color, want_dict=want_dict, trusted=trusted
+    )
     if target is not None:
         target.warm()
     names = list(map(os.fspath, paths))

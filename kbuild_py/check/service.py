@@ -48,10 +48,12 @@ def run_check(
     as_json: bool,
     junit: Path | None,
     field: str | None,
+    cert: list[Path] | None = None,
     *,
     say: Say,
 ) -> int:
-    """Check the modules; the exit status: 0 all passed, 1 a rule failed, 2 unreadable."""
+    """Check the modules; the exit status: 0 all passed, 1 a rule failed, 2 unreadable.
+    cert: verify signatures against these certificates (the kernel's trusted keys)."""
     if kernel is not None and kdir is not None:
         raise UsageError("--kernel and --kdir both given", "pass one target kernel")
     if as_json and field:
@@ -60,6 +62,12 @@ def run_check(
     paths = collect(files or [], recursive)
     if not paths:
         raise UsageError("no module files given", "kmod-py check FILE.ko [FILE ...] or -r DIR")
+    trusted = []
+    if cert:
+        # lazily, for start-up: the X.509/CMS libraries only when --cert is given
+        from kbuild_py.signing.verify import load_trusted
+
+        trusted = load_trusted(cert)  # read once, before the workers fork
     infos = [target_info(t, extra_symbols) for t in _targets(kernel, kdir, say)] or [None]
     if extra_symbols and infos == [None]:
         say("warning: --extra-symbols has no effect without a target kernel "
@@ -70,7 +78,9 @@ def run_check(
     out = sys.stdout
     pending = _Pending(out)
     for info in infos:
-        for o in run_many(paths, info, mode=mode, field=field, color=color, want_dict=bool(junit)):
+        for o in run_many(
+            paths, info, mode=mode, field=field, color=color, want_dict=bool(junit), trusted=trusted
+        ):
             outcomes.append(o)
             if o.error is not None:
                 pending.flush()  # a terminal shows stdout and stderr in order

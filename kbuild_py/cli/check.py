@@ -40,6 +40,9 @@ def check(
         None, "-F", "--field", help="Print only FIELD's values, like modinfo -F."
     ),
     list_rules: bool = typer.Option(False, "--list-rules", help="List the rules and exit."),
+    cert: list[Path] = typer.Option(
+        [], "--cert", help="Verify signatures against this certificate (DER or PEM); repeatable."
+    ),
 ) -> None:
     """Check modules the way the kernel's loader will: ELF, modinfo, license, vermagic,
     symbol versions, unknown symbols, namespaces, signature, taints.
@@ -53,7 +56,7 @@ def check(
         _list_rules()
         return
     code = run_check(
-        files, recursive, kernel, kdir, extra_symbols, as_json, junit, field, say=say
+        files, recursive, kernel, kdir, extra_symbols, as_json, junit, field, cert, say=say
     )
     if code:
         raise typer.Exit(code)

@@ -29,6 +29,7 @@ _OPTIONS = {
     "--junit": ("junit", True, False),
     "-F": ("field", True, False),
     "--field": ("field", True, False),
+    "--cert": ("cert", True, True),
 }
 
 
@@ -69,7 +70,7 @@ def parse_fast(args: Sequence[str]) -> dict[str, object] | None:
         opts[param] = found[param][0] if param in found else None
     for param in ("kdir", "junit"):
         opts[param] = Path(found[param][0]) if param in found else None
-    for param in ("recursive", "extra_symbols"):
+    for param in ("recursive", "extra_symbols", "cert"):
         opts[param] = [Path(v) for v in found.get(param, [])]
     return opts
 

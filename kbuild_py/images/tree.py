@@ -75,7 +75,7 @@ def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) 
     try:
         kdir = f"/lib/modules/{release}/build"
         for rel in SNAPSHOT_FILES:
-            data = _read_file(container, f"{kdir}/{rel}")
+            data = read_file(container, f"{kdir}/{rel}")
             if data is not None:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(data)
@@ -100,7 +100,7 @@ def mark_snapshot(release: str, image_id: str) -> None:
         marker.write_text(image_id + "\n")
 
 
-def _read_file(container: Any, path: str, hops: int = 8) -> bytes | None:
+def read_file(container: Any, path: str, hops: int = 8) -> bytes | None:
     """One file out of a (stopped) container, following symlinks; None if absent."""
     from docker.errors import NotFound
 

@@ -1,0 +1,85 @@
+"""`kmod-py sign`: sign module files for the kernel each was built for, then verify them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kbuild_py.check.elf.modfile import read_module
+from kbuild_py.errors import InfraError, UsageError
+from kbuild_py.kernels.host import host_target
+from kbuild_py.kernels.resolve import resolve_spec
+from kbuild_py.signing.keys import KeyPair, find_pair
+from kbuild_py.signing.sign import SignedModule, job_for_target, sign_module
+from kbuild_py.signing.verify import TrustedCert, Verification, load_trusted, verify_module
+
+if TYPE_CHECKING:
+    from kbuild_py.kernels.spec import Target
+
+
+@dataclass(frozen=True)
+class SignOutcome:
+    signed: SignedModule
+    release: str
+    where: str  # "host" or the image sign-file ran in
+    verification: Verification
+
+
+def sign_files(
+    files: Sequence[Path],
+    *,
+    key: Path | None = None,
+    cert: Path | None = None,
+    configured: KeyPair | None = None,
+    kernel: str | None = None,
+    kdir: Path | None = None,
+    hash_algo: str | None = None,
+    strip: bool = False,
+    compress_as: str | None = None,
+    mirror: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[SignOutcome]:
+    """Sign each file with the sign-file of --kdir, --kernel, else the kernel in its vermagic."""
+    if kernel is not None and kdir is not None:
+        raise UsageError("--kernel and --kdir both given", "pass one kernel")
+    pair = find_pair(key, cert, configured)
+    trusted = load_trusted([pair.cert])
+    releases = []
+    for f in files:
+        vermagic = read_module(f).vermagic  # ModuleReadError (exit 2) before anything is signed
+        if kernel is None and kdir is None and not vermagic:
+            raise UsageError(f"{f} has no vermagic", "name the kernel: --kernel SPEC or --kdir DIR")
+        releases.append((vermagic or "").split(" ", 1)[0])
+    targets: dict[str, Target] = {}
+    out = []
+    for f, release in zip(files, releases, strict=True):
+        spec = str(kdir) if kdir is not None else (kernel or release)
+        if spec not in targets:
+            targets[spec] = _target(spec, kdir, mirror, progress)
+        target = targets[spec]
+        job = job_for_target(
+            target, pair, hash_algo=hash_algo, strip=strip, compress_as=compress_as
+        )
+        signed = sign_module(Path(f), job)
+        where = "host" if target.where == "host" else f"in {target.where}"
+        out.append(SignOutcome(signed, target.release, where, _verified(Path(f), trusted)))
+    return out
+
+
+def _target(spec: str, kdir: Path | None, mirror: str | None, progress) -> Target:  # type: ignore[no-untyped-def]
+    if kdir is not None:
+        return host_target(spec=spec, kdir=kdir)
+    return resolve_spec(spec, mirror=mirror, progress=progress)
+
+
+def _verified(path: Path, trusted: list[TrustedCert]) -> Verification:
+    m = read_module(path)
+    v = verify_module(bytes(m.data), trusted, m.name)
+    if not v.ok:
+        raise InfraError(
+            f"{path} was signed but does not verify: {v.message}: {v.detail}",
+            "the key and the certificate may not belong together",
+        )
+    return v
