@@ -222,7 +222,7 @@ def test_dependency_on_in_kernel_module_loads_through_it(negatives) -> None:  # 
     r = negatives[0]["kmodpy_crc"]
     assert r.status == "pass", r.verdict.problems if r.verdict else r.error
     assert r.deps == ["crc_itu_t"] and r.verdict.step("dep", "crc_itu_t").rc == 0
-    assert any("crc_itu_t=31c3" in k for k in r.verdict.kernel_lines("insmod", "kmodpy_crc"))
+    assert any("crc_itu_t=31c3" in k for k in r.verdict.step("insmod", "kmodpy_crc").kernel)
     assert r.verdict.taint_text == "OE"
     assert r.console == negatives[1] / "kmodpy_crc" / "test-console.log" and r.console.is_file()
 
@@ -235,7 +235,7 @@ def test_init_returning_enodev_is_a_load_failure_with_the_error(negatives) -> No
     assert r.verdict.problems[0].startswith("insmod kmodpy_nodev failed")
     assert "No such device (-ENODEV)" in r.verdict.problems[0]
     assert r.verdict.sysfs["kmodpy_nodev"] == "absent"
-    init = r.verdict.kernel_lines("insmod", "kmodpy_nodev")
+    init = r.verdict.step("insmod", "kmodpy_nodev").kernel
     assert sum("no device here" in k for k in init) == 1  # init ran once
 
 
@@ -273,8 +273,8 @@ def test_param_and_script_pass_and_a_failing_script_fails(modules, image, tmp_pa
     r = tr.run_one(job, tr.TestOptions(params=("answer=42",), script=good, timeout=60))
     assert r.status == "pass", r.verdict.problems if r.verdict else r.error
     assert r.verdict.step("script", "-").output == ["got 42"]
-    assert any("answer=42" in k for k in r.verdict.kernel_lines("insmod", "kmodpy_param"))
-    assert any("bye" in k for k in r.verdict.kernel_lines("rmmod", "kmodpy_param"))
+    assert any("answer=42" in k for k in r.verdict.step("insmod", "kmodpy_param").kernel)
+    assert any("bye" in k for k in r.verdict.step("rmmod", "kmodpy_param").kernel)
     r = tr.run_one(job, tr.TestOptions(script=bad, timeout=60))
     assert r.status == "fail" and r.verdict.problems == ["script exited 3: device missing"]
     assert r.verdict.step("rmmod", "kmodpy_param").rc == 0  # still unloaded cleanly
@@ -291,7 +291,7 @@ def test_two_modules_under_test_load_in_dependency_order(modules, image, tmp_pat
     steps = [(s.kind, s.name) for s in r.verdict.steps]
     assert steps == [("insmod", "kmodpy_prov"), ("insmod", "kmodpy_user"),
                      ("rmmod", "kmodpy_user"), ("rmmod", "kmodpy_prov")]
-    assert any("answer=42" in k for k in r.verdict.kernel_lines("insmod", "kmodpy_user"))
+    assert any("answer=42" in k for k in r.verdict.step("insmod", "kmodpy_user").kernel)
 
 
 @pytest.mark.qemu
@@ -484,7 +484,7 @@ def test_qemu_that_cannot_start_is_an_error_not_a_verdict(modules, image, tmp_pa
     assert r.status == "error"
     assert r.error == "QEMU exited 1: qemu-system-x86_64: could not load kernel"
     # the initramfs handed to QEMU holds busybox, the gzipped module and its dependency
-    from test_initramfs import read_newc
+    from test_boot_initramfs import read_newc
 
     names = {e["name"] for e in read_newc((tmp_path / "out" / tr.INITRAMFS).read_bytes())}
     assert {"init", "bin/busybox", "dev/console", "lib/kmod-py/test/kmodpy_crc.ko.gz",
