@@ -29,6 +29,8 @@ for c in make gcc dockerd debootstrap qemu-system-x86_64 modinfo dpkg-deb xz zst
 done
 # busybox-static specifically (a dynamic busybox cannot run in the initramfs)
 dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static"
+# dkms itself: the -dkms corpus test and bench build each package with both tools.
+dpkg -s dkms >/dev/null 2>&1 || need="$need dkms"
 # Kernel headers for the host-backend build: the current release of the host's suite.
 dpkg -s linux-headers-amd64 >/dev/null 2>&1 || need="$need linux-headers-amd64"
 
