@@ -8,6 +8,7 @@ so kernels never mix objects and the user's tree stays clean.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
@@ -325,6 +326,7 @@ def build_one(
     sync_sources(layout.root, outdir)
     for stale in outdir.rglob("*.ko"):
         stale.unlink()
+    opts = _with_local_symvers(opts, outdir)
     log = BuildLog(result, layout, on_line)
     expected = list(opts.expected_modules)
     try:
@@ -352,6 +354,20 @@ def build_one(
             check_module(ko, target.tree, extra_symvers=extra) for ko in result.modules
         ]
     return result
+
+
+def _with_local_symvers(opts: BuildOptions, outdir: Path) -> BuildOptions:
+    """--extra-symbols files copied into the per-kernel copy, which a container mounts."""
+    if not opts.extra_symvers:
+        return opts
+    local = outdir / ".kmod-py-extra-symbols"
+    local.mkdir(exist_ok=True)
+    paths = []
+    for i, src in enumerate(opts.extra_symvers):
+        dst = local / f"{i}-{Path(src).name}"
+        shutil.copyfile(src, dst)
+        paths.append(dst)
+    return dataclasses.replace(opts, extra_symvers=paths)
 
 
 def _make_var_symvers(opts: BuildOptions, layout: CopyLayout) -> list[Path]:

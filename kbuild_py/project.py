@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.errors import ProjectError, UsageError
+from kbuild_py.makevars import check_make_vars
 
 PROJECT_FILE = "kmod.toml"
 _OBJ_M = re.compile(r"^\s*obj-(?:m|\$\([A-Z0-9_]+\))\s*[:+]?=", re.M)
@@ -135,7 +136,10 @@ def load_project(path: Path) -> Project:
         description=module.get("description"),
         version=module.get("version"),
         kernels=_str_list(build.get("kernels", []), "build.kernels", file),
-        make_vars=_str_map(build.get("make_vars", {}), "build.make_vars", file),
+        make_vars=check_make_vars(
+            _str_map(build.get("make_vars", {}), "build.make_vars", file),
+            f"{file}: build.make_vars",
+        ),
         test_params=_str_map(test.get("params", {}), "test.params", file),
         test_script=script,
         test_timeout=float(timeout) if timeout is not None else None,

@@ -149,3 +149,43 @@ def test_make_that_builds_nothing_is_a_failure(tmp_path: Path, host_release: str
     })
     rc, doc = build_json(project, "--kernel", host_release)
     assert rc == 1 and doc["error"] == "make succeeded but built no module", doc
+
+
+PROVIDER_C = """#include <linux/module.h>
+int provider_value(void) { return 0; }
+EXPORT_SYMBOL_GPL(provider_value);
+MODULE_LICENSE("GPL");
+"""
+USER_C = """#include <linux/module.h>
+int provider_value(void);
+static int __init user_init(void) { return provider_value(); }
+module_init(user_init);
+MODULE_LICENSE("GPL");
+"""
+
+
+def test_modules_of_one_project_use_each_others_exports(
+    tmp_path: Path, host_release: str
+) -> None:
+    project = write(tmp_path / "p", {
+        "Kbuild": "obj-m := provider.o user.o\n", "provider.c": PROVIDER_C, "user.c": USER_C,
+    })
+    rc, doc = build_json(project, "--kernel", host_release)
+    assert rc == 0, [f for c in doc["checks"] for f in c["findings"]]
+    assert all(c["ok"] for c in doc["checks"]) and len(doc["checks"]) == 2
+
+
+def test_extra_symbols_reach_make_and_the_check(tmp_path: Path, host_release: str) -> None:
+    provider = write(tmp_path / "provider", {"Kbuild": "obj-m := provider.o\n",
+                                             "provider.c": PROVIDER_C})
+    user = write(tmp_path / "user", {"Kbuild": "obj-m := user.o\n", "user.c": USER_C})
+    assert build_json(provider, "--kernel", host_release)[0] == 0
+    symvers = provider / ".kmod-py" / host_release / "Module.symvers"
+    rc, doc = build_json(user, "--kernel", host_release)
+    assert rc == 1 and any("provider_value" in e for e in doc["errors"]), doc["errors"]
+    rc, doc = build_json(user, "--kernel", host_release, "--extra-symbols", str(symvers))
+    assert rc == 0 and doc["checks"][0]["ok"], doc
+    # the same through KBUILD_EXTRA_SYMBOLS as a make variable
+    rc, doc = build_json(user, "--kernel", host_release,
+                         "--make-var", f"KBUILD_EXTRA_SYMBOLS={symvers}")
+    assert rc == 0 and doc["checks"][0]["ok"], doc
