@@ -42,6 +42,7 @@ class KernelTest:
     modules: tuple[Path, ...]  # .ko files built for this release
     out_dir: Path  # PROJECT/.kmod-py/<release>/
     suite: str | None = None
+    mirror: str | None = None  # the Debian mirror the kernel image comes from (--mirror)
 
 
 @dataclass
@@ -152,14 +153,14 @@ def run_one(
     opts: TestOptions,
     *,
     vm: qemu.Qemu | None = None,
-    fetch: Callable[[str, str | None], KernelImage] = fetch_kernel,
+    fetch: Callable[[str, str | None, str | None], KernelImage] = fetch_kernel,
     busybox: Path | None = None,
     on_output: Callable[[bytes], None] | None = None,
 ) -> TestResult:
     """Test `job.modules` on one kernel. Infrastructure failures become status=error."""
     result = TestResult(job.label, job.release, "error")
     try:
-        image = fetch(job.release, job.suite)
+        image = fetch(job.release, job.suite, job.mirror)
         prep = prepare(job.modules, image, opts, busybox or find_busybox())
         result.modules = [m.name for m in prep.plan.modules]
         result.deps = [d.name for d in prep.plan.deps]
@@ -182,7 +183,8 @@ def run_one(
     result.accel, result.notes = booted.accel, booted.notes
     out = booted.outcome
     text = console.read_text("utf-8", "replace") if console.is_file() else ""
-    v = parse_console(text, result.modules, timed_out=out.timed_out, timeout=opts.timeout)
+    v = parse_console(text, result.modules, timed_out=out.timed_out, timeout=opts.timeout,
+                      release=job.release)
     result.verdict = v
     result.status = v.status
     if not out.timed_out and v.init_uptime is None and out.returncode and out.stderr.strip():
@@ -246,7 +248,8 @@ def vermagic_release(ko: Path) -> str:
     return magic[0]
 
 
-def jobs_from_builds(builds: Sequence, project: Path) -> tuple[list[KernelTest], list[TestResult]]:
+def jobs_from_builds(builds: Sequence, project: Path, mirror: str | None = None
+                     ) -> tuple[list[KernelTest], list[TestResult]]:
     """KernelTests for kernels whose build produced modules; error results for the others."""
     from kbuild_py.paths import output_dir
 
@@ -258,7 +261,7 @@ def jobs_from_builds(builds: Sequence, project: Path) -> tuple[list[KernelTest],
             continue  # two specs for one release: one boot (they share the output dir)
         if b.built and b.modules:
             jobs.append(KernelTest(t.spec, t.release, tuple(b.modules),
-                                   output_dir(project, t.release), t.suite))
+                                   output_dir(project, t.release), t.suite, mirror))
         else:
             why = b.error or ("no .ko produced" if b.built else f"build failed (see {b.log_path})")
             failed.append(TestResult(t.spec, t.release, "error", error=f"not tested: {why}"))

@@ -459,7 +459,7 @@ def test_sigterm_during_parallel_boots_kills_every_guest(modules, image, tmp_pat
 def test_missing_kernel_image_is_an_error_result(tmp_path: Path) -> None:
     from kbuild_py.errors import MirrorError
 
-    def no_image(release: str, suite: str | None):  # type: ignore[no-untyped-def]
+    def no_image(release: str, suite: str | None, mirror: str | None):  # type: ignore[no-untyped-def]
         raise MirrorError(f"package linux-image-{release} not found", "check the release")
 
     job = tr.KernelTest("x", "9.9.9-amd64", (tmp_path / "m.ko",), tmp_path / "out")
