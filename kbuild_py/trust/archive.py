@@ -27,7 +27,7 @@ INDEX_MAX_AGE = 6 * 3600  # seconds before a cached Release is fetched again
 RELEASE_MAX_BYTES = 16 << 20
 RELEASE_TIMEOUT = 120.0
 
-_memo: dict[tuple[str, ...], Release] = {}
+_memo: dict[tuple[str, ...], tuple[tuple[int, ...], Release]] = {}
 _memo_lock = threading.Lock()
 
 
@@ -61,15 +61,29 @@ class SignedSuite:
     # --- the Release -------------------------------------------------------------------
 
     def release(self) -> Release:
+        """The suite's Release, verified (once per process while its cached file is unchanged)."""
         key = (self.dists, str(self.cache), *map(str, self.keyrings))
         with _memo_lock:
-            rel = _memo.get(key)
-        if rel is not None and (rel.valid_until is None or self.now() <= rel.valid_until):
-            return rel
+            seen = _memo.get(key)
+        if seen is not None and seen[0] == self._stamp():
+            rel = seen[1]
+            if rel.valid_until is None or self.now() <= rel.valid_until:
+                return rel
         rel = self._cached_release() or self._fetch_release()
         with _memo_lock:
-            _memo[key] = rel
+            _memo[key] = (self._stamp(), rel)
         return rel
+
+    def _stamp(self) -> tuple[int, ...]:
+        """What the cached Release files look like on disk (a change means: verify again)."""
+        out: list[int] = []
+        for name in ("InRelease", "Release", "Release.gpg"):
+            try:
+                st = (self.cache / name).stat()
+                out += [st.st_ino, st.st_size, st.st_mtime_ns]
+            except OSError:
+                out += [-1, -1, -1]
+        return tuple(out)
 
     def _read(self, inrelease: bytes | None, release: bytes | None, sig: bytes | None) -> Release:
         now = self.now()
@@ -100,9 +114,9 @@ class SignedSuite:
 
         def get(name: str) -> bytes:
             tmp = self.cache / (name + tag)
-            got.append(tmp)
             self.http.download(f"{self.dists}/{name}", tmp, timeout=RELEASE_TIMEOUT,
                                max_bytes=RELEASE_MAX_BYTES)
+            got.append(tmp)
             return tmp.read_bytes()
 
         try:
