@@ -175,10 +175,12 @@ def _release_target(spec: str, release: str, mirror: str | None, say: Callable) 
 
 def _suite_target(spec: str, suite: str, mirror: str | None, say: Callable) -> Target:
     from kbuild_py import debian, images
-    from kbuild_py.errors import MirrorError
+    from kbuild_py.errors import MirrorError, VerificationError
 
     try:
         release = debian.Archive(suite, mirror).current_release()
+    except VerificationError:
+        raise  # a mirror that serves what Debian did not sign is not "unreachable"
     except MirrorError:
         # Offline: fall back to the image last built for this suite, if any.
         from kbuild_py.docker_backend import docker_client

@@ -193,6 +193,19 @@ def test_forged_mirror_is_refused_by_kernels(mirror, key, fresh_cache) -> None: 
     assert "6.6.6-evil" not in res.output
 
 
+def test_forged_mirror_is_not_taken_for_an_unreachable_one(  # type: ignore[no-untyped-def]
+        mirror, key, fresh_cache, scaffold) -> None:
+    """build falls back to the last image of a suite when the mirror is down; a mirror that
+    answers with forged data is an error, not a reason to fall back."""
+    forge(mirror, key)
+    res = runner.invoke(app, ["build", str(scaffold("hello_module")), "--kernel",
+                              "debian:bookworm", "--mirror", mirror.url])
+    assert res.exit_code == 2, res.output
+    assert error_lines(res.output) == [
+        f"error: {mirror.url}/dists/bookworm/InRelease: no good signature by a key in "
+        "/usr/share/keyrings/debian-archive-keyring.gpg"]
+
+
 # --- tampered: Debian's real signature, modified files ----------------------------------
 
 @pytest.mark.network
