@@ -118,6 +118,7 @@ class BuildOptions:
     run_checks: bool = True
     extra_symvers: Sequence[Path] = ()
     expected_modules: Sequence[str] = ()  # kmod.toml's module names: each must be built
+    follow_dkms_conf: bool = True  # kmod.toml's [build] follow_dkms_conf
 
 
 def make_argv(target: Target, outdir: Path, opts: BuildOptions) -> list[str]:
@@ -233,6 +234,20 @@ class BuildResult:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.kind == "warning"]
 
+    def ranked_errors(self) -> list[Diagnostic]:
+        """The tools' own errors (compiler file:line, objtool, modpost) before make's `***`
+        lines, which only say that something failed; warnings when there is no error."""
+        diags = self.errors or self.diagnostics
+        return sorted(diags, key=lambda d: d.file is None and d.tool is None)
+
+    def why_failed(self) -> str:
+        """One line: the reason this kernel has no usable build."""
+        if self.error or self.failure:
+            return str(self.error or self.failure)
+        first = self.ranked_errors()
+        where = f"make exit {self.returncode}"
+        return f"{first[0].text} ({where})" if first else f"build failed ({where})"
+
 
 LineCallback = Callable[[Target, str], None]
 _COMPILED = re.compile(r"^\s{2}CC( \[M\])?\s+\S+\.o$")
@@ -331,7 +346,8 @@ def build_one(
     expected = list(opts.expected_modules)
     try:
         log.write(f"# kernel {target.spec} ({target.release}) in {target.where}")
-        if layout.module_dir == layout.root and (layout.root / CONF_FILE).is_file():
+        dkms = opts.follow_dkms_conf and (layout.root / CONF_FILE).is_file()
+        if dkms and layout.module_dir == layout.root:
             expected = run_dkms(layout, target, opts, log, env) + expected
         else:
             argv = make_argv(target, layout.make_dir, opts)

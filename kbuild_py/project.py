@@ -46,6 +46,7 @@ class Project:
     test_script: str | None = None
     test_timeout: float | None = None
     has_file: bool = False
+    follow_dkms_conf: bool = True  # a dkms.conf beside kmod.toml decides the build
 
 
 def _table(data: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def _str_map(value: Any, what: str, where: Path) -> dict[str, str]:
 
 KNOWN_KEYS = {
     "module": {"name", "modules", "license", "author", "description", "version"},
-    "build": {"kernels", "make_vars"},
+    "build": {"kernels", "make_vars", "follow_dkms_conf"},
     "test": {"params", "script", "timeout"},
 }
 
@@ -125,6 +126,9 @@ def load_project(path: Path) -> Project:
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
     ):
         raise ProjectError(f"{file}: test.timeout must be a number of seconds (more than 0)")
+    follow = build.get("follow_dkms_conf", True)
+    if not isinstance(follow, bool):
+        raise ProjectError(f"{file}: build.follow_dkms_conf must be true or false")
     script = test.get("script")
     if script is not None and not isinstance(script, str):
         raise ProjectError(f"{file}: test.script must be a path (a string)")
@@ -144,6 +148,7 @@ def load_project(path: Path) -> Project:
         test_script=script,
         test_timeout=float(timeout) if timeout is not None else None,
         has_file=True,
+        follow_dkms_conf=follow,
     )
 
 

@@ -90,11 +90,7 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
 
 
 def first_errors(res: BuildResult, limit: int = 12) -> list:  # type: ignore[type-arg]
-    """The errors to show: the tools' own (with a file, or objtool/modpost) before make's
-    `***` lines, which only say that something failed."""
-    diags = res.errors or res.diagnostics
-    ranked = sorted(diags, key=lambda d: (d.file is None and not d.tool, 0))
-    return ranked[:limit]
+    return res.ranked_errors()[:limit]
 
 
 def warning_count(res: BuildResult) -> str:

@@ -251,7 +251,6 @@ def vermagic_release(ko: Path) -> str:
 def jobs_from_builds(builds: Sequence, project: Path, mirror: str | None = None
                      ) -> tuple[list[KernelTest], list[TestResult]]:
     """KernelTests for kernels whose build produced modules; error results for the others."""
-    from kbuild_py.paths import output_dir
 
     jobs: list[KernelTest] = []
     failed: list[TestResult] = []
@@ -259,11 +258,13 @@ def jobs_from_builds(builds: Sequence, project: Path, mirror: str | None = None
         t = b.target
         if b.built and b.modules and any(j.release == t.release for j in jobs):
             continue  # two specs for one release: one boot (they share the output dir)
+        if b.excluded is not None and not b.error:
+            continue  # dkms.conf's BUILD_EXCLUSIVE_* rules this kernel out: nothing to test
         if b.built and b.modules:
-            jobs.append(KernelTest(t.spec, t.release, tuple(b.modules),
-                                   output_dir(project, t.release), t.suite, mirror))
+            jobs.append(KernelTest(t.spec, t.release, tuple(b.modules), b.outdir, t.suite,
+                                   mirror))
         else:
-            why = b.error or ("no .ko produced" if b.built else f"build failed (see {b.log_path})")
+            why = f"{b.why_failed()}; log: {b.log_path}"
             failed.append(TestResult(t.spec, t.release, "error", error=f"not tested: {why}"))
     return jobs, failed
 

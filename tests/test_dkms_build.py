@@ -189,3 +189,28 @@ def test_extra_symbols_reach_make_and_the_check(tmp_path: Path, host_release: st
     rc, doc = build_json(user, "--kernel", host_release,
                          "--make-var", f"KBUILD_EXTRA_SYMBOLS={symvers}")
     assert rc == 0 and doc["checks"][0]["ok"], doc
+
+
+def test_scaffolded_project_round_trips_with_a_real_dkms(
+    scaffold, host_release: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import dkmscorpus
+    from conftest import require
+
+    require(shutil.which("dkms") is not None, "dkms (apt-get install dkms)")
+    project = scaffold("roundtrip_mod", version="1.2.3")
+    conf = (project / "dkms.conf").read_text()
+    assert "PACKAGE_NAME='roundtrip_mod'" in conf and "PACKAGE_VERSION='1.2.3'" in conf
+    rc, mods = dkmscorpus.dkms_build(project, host_release, tmp_path / "dkms")
+    assert (rc, mods) == (0, {"roundtrip_mod"})
+    # kmod-py following the same dkms.conf builds the same module
+    toml = project / "kmod.toml"
+    toml.write_text(toml.read_text().replace("follow_dkms_conf = false", "follow_dkms_conf = true"))
+    rc, doc = build_json(project, "--kernel", host_release)
+    assert rc == 0 and (doc["package"], doc["version"]) == ("roundtrip_mod", "1.2.3"), doc
+    assert [Path(m["path"]).name for m in doc["modules"]] == ["roundtrip_mod.ko"]
+    assert doc["warnings"] == []  # W=1 from dkms.conf's MAKE, and still no warning

@@ -53,6 +53,7 @@ def build(
         make_vars={**project.make_vars, **parse_make_vars(make_var)},
         extra_symvers=[p.resolve() for p in extra_symbols],
         expected_modules=project.modules,
+        follow_dkms_conf=project.follow_dkms_conf,
     )
     targets = resolve_targets(
         kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)

@@ -117,11 +117,16 @@ def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  #
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
     targets = resolve_targets(specs, None, project.kernels, mirror=mirror, progress=say)
-    opts = b.BuildOptions(make_vars=dict(project.make_vars))
+    opts = b.BuildOptions(
+        make_vars=dict(project.make_vars),
+        expected_modules=project.modules,
+        follow_dkms_conf=project.follow_dkms_conf,
+    )
     say(f"building for {len(targets)} kernel(s): {', '.join(t.release for t in targets)}")
     builds = b.build_all(project_dir, targets, opts, jobs=max(1, jobs), on_done=lambda r: say(
         f"built {r.target.release}: {len(r.modules)} module(s)" if r.built
-        else f"build failed for {r.target.release}: {r.error or r.log_path}"))
+        else f"excluded {r.target.release}: {r.excluded}" if r.excluded and not r.error
+        else f"build failed for {r.target.release}: {r.why_failed()}"))
     test_jobs, failed = tr.jobs_from_builds(builds, project_dir, mirror)
     script = project_dir / project.test_script if project.test_script else None
     return (project_dir, project.test_params, script, project.test_timeout, test_jobs, failed)
