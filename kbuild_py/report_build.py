@@ -73,7 +73,8 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
     for d in res.warnings:
         out.append("  " + paint(d.text, "yellow"))
     for ko in res.modules:
-        rel = ko.relative_to(project) if ko.is_relative_to(project) else ko
+        root = res.outdir.parent.parent  # the project tree's root (root/.kmod-py/<release>)
+        rel = ko.relative_to(root) if ko.is_relative_to(root) else ko
         size = human_size(ko.stat().st_size)
         out.append(f"  {rel}  {size}  vermagic: {_vermagic(res, ko).strip()}")
     for rep in res.reports:
