@@ -44,3 +44,7 @@ class DockerUnavailable(InfraError):
 
 class MirrorError(InfraError):
     """The Debian mirror could not be reached or does not know a package."""
+
+
+class VerificationError(MirrorError):
+    """What a mirror sent did not verify: signature, hash, size, suite or Valid-Until."""

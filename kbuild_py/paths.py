@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from kbuild_py.errors import UsageError
 
 
 def cache_dir() -> Path:
-    """$KMOD_PY_CACHE, else $XDG_CACHE_HOME/kmod-py, else ~/.cache/kmod-py."""
+    """$KMOD_PY_CACHE, else $XDG_CACHE_HOME/kmod-py, else ~/.cache/kmod-py: created 0700,
+    and refused when another user owns it or group or others may write to it (what is in
+    it, from kernel images to check tables, is used without asking where it came from)."""
     explicit = os.environ.get("KMOD_PY_CACHE")
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kmod-py"
+        path = Path(explicit)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(base) / "kmod-py"
+    return private_dir(path, "cache directory")
+
+
+def private_dir(path: Path, what: str) -> Path:
+    """`path`, created 0700 if missing; refused unless it is a directory of ours that only
+    we may write to."""
+    hint = f"use a directory of your own: set KMOD_PY_CACHE, or `chmod 700 {path}` if it is yours"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except OSError as e:
+        raise UsageError(f"cannot create the {what} {path}: {e.strerror}",
+                         "set KMOD_PY_CACHE to a directory you can write") from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{what} {path} is not a directory", hint)
+    if st.st_uid != os.geteuid():
+        raise UsageError(
+            f"{what} {path} is owned by uid {st.st_uid}, not by you (uid {os.geteuid()})", hint)
+    if st.st_mode & 0o022:
+        raise UsageError(
+            f"{what} {path} is writable by {'others' if st.st_mode & 0o002 else 'its group'} "
+            f"(mode {stat.S_IMODE(st.st_mode):04o})", hint)
+    return path
 
 
 def output_dir(project: Path, release: str) -> Path:

@@ -22,13 +22,20 @@ pkg_for() { # command -> Debian package
         bc) echo bc ;;
         flex) echo flex ;;
         bison) echo bison ;;
+        gpgv) echo gpgv ;;
+        gpg) echo gnupg ;;
     esac
 }
-for c in make gcc dockerd debootstrap qemu-system-x86_64 modinfo dpkg-deb xz zstd gzip openssl; do
+# gpgv checks the Debian archive's signatures; gpg makes the test suite's throwaway keys.
+for c in make gcc dockerd debootstrap qemu-system-x86_64 modinfo dpkg-deb xz zstd gzip openssl gpgv gpg; do
     have "$c" || need="$need $(pkg_for "$c")"
 done
 # busybox-static specifically (a dynamic busybox cannot run in the initramfs)
 dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static"
+# dkms itself: the -dkms corpus test and bench build each package with both tools.
+dpkg -s dkms >/dev/null 2>&1 || need="$need dkms"
+# The keys kmod-py verifies Debian's signed Release files with (like apt).
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need="$need debian-archive-keyring"
 # Kernel headers for the host-backend build: the current release of the host's suite.
 dpkg -s linux-headers-amd64 >/dev/null 2>&1 || need="$need linux-headers-amd64"
 

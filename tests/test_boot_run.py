@@ -62,15 +62,25 @@ def test_modules_under_test_load_after_the_ones_they_need() -> None:
 
 
 def test_builds_become_jobs_or_error_results(tmp_path: Path) -> None:
+    from kbuild_py.build.run import BuildResult, Diagnostic
+
     t = SimpleNamespace(spec="debian:bookworm", release="6.1.0-9-amd64", suite="bookworm")
-    ok = SimpleNamespace(target=t, built=True, modules=[tmp_path / "m.ko"], error=None,
-                         log_path=tmp_path / "build.log")
-    bad = SimpleNamespace(target=SimpleNamespace(spec="x", release="7.0-amd64", suite=None),
-                          built=False, modules=[], error=None, log_path=tmp_path / "b.log")
-    jobs, failed = tr.jobs_from_builds([ok, bad, ok], tmp_path)  # same release twice: one job
+    out = tmp_path / ".kmod-py" / "6.1.0-9-amd64"
+    ok = BuildResult(target=t, outdir=out, log_path=out / "build.log", returncode=0,  # type: ignore[arg-type]
+                     modules=[tmp_path / "m.ko"])
+    bad = BuildResult(target=SimpleNamespace(spec="x", release="7.0-amd64", suite=None),  # type: ignore[arg-type]
+                      outdir=tmp_path, log_path=tmp_path / "b.log", returncode=2, diagnostics=[
+                          Diagnostic("error", "make: *** [Makefile:1: all] Error 2"),
+                          Diagnostic("error", "m.o: error: objtool: init_module(): Magic",
+                                     "m.o", None, "objtool")])
+    excluded = BuildResult(target=SimpleNamespace(spec="y", release="2.6", suite=None),  # type: ignore[arg-type]
+                           outdir=tmp_path, log_path=tmp_path / "c.log", returncode=0,
+                           excluded="BUILD_EXCLUSIVE_KERNEL")
+    jobs, failed = tr.jobs_from_builds([ok, bad, ok, excluded], tmp_path)  # one job per release
     assert jobs == [tr.KernelTest("debian:bookworm", "6.1.0-9-amd64", (tmp_path / "m.ko",),
-                               tmp_path / ".kmod-py" / "6.1.0-9-amd64", "bookworm")]
-    assert failed[0].status == "error" and "build failed" in (failed[0].error or "")
+                               out, "bookworm")]
+    assert len(failed) == 1 and failed[0].status == "error"
+    assert (failed[0].error or "").startswith("not tested: m.o: error: objtool: init_module()")
 
 
 def _result(log: str, module: str, **kw) -> tr.TestResult:  # type: ignore[no-untyped-def]
@@ -461,7 +471,7 @@ def test_sigterm_during_parallel_boots_kills_every_guest(modules, image, tmp_pat
 def test_missing_kernel_image_is_an_error_result(tmp_path: Path) -> None:
     from kbuild_py.errors import MirrorError
 
-    def no_image(release: str, suite: str | None):  # type: ignore[no-untyped-def]
+    def no_image(release: str, suite: str | None, mirror: str | None):  # type: ignore[no-untyped-def]
         raise MirrorError(f"package linux-image-{release} not found", "check the release")
 
     job = tr.KernelTest("x", "9.9.9-amd64", (tmp_path / "m.ko",), tmp_path / "out")

@@ -201,3 +201,18 @@ def test_deferred_console_lines_are_attributed_by_the_kmsg_replay() -> None:
 def test_init_script_replays_each_steps_kernel_records() -> None:
     script = init_script(GuestPlan([GuestModule("m", "m.ko.gz")]))
     assert "k=$(dmesg | wc -l)" in script and "m kmsg" in script
+
+
+def test_guest_that_booted_another_release_fails() -> None:
+    log = "\n".join(["@@kmod-py init - 1.50", "@@kmod-py release - 6.1.0-57-amd64",
+                     "@@kmod-py taint before 0", "@@kmod-py taint loaded 0",
+                     "@@kmod-py taint end 0", "@@kmod-py done - 2.0"])
+    ok = parse_console(log, [], release="6.1.0-57-amd64")
+    assert ok.status == "pass" and ok.problems == []
+    v = parse_console(log, [], release="6.6.6-evil-amd64")
+    assert v.status == "fail"
+    assert v.problems == ["the guest booted kernel 6.1.0-57-amd64, not the target "
+                          "6.6.6-evil-amd64: the kernel image is not the one asked for"]
+    silent = parse_console(log.replace("@@kmod-py release - 6.1.0-57-amd64\n", ""), [],
+                           release="6.6.6-evil-amd64")
+    assert silent.problems[0].startswith("the guest booted kernel (unknown), not the target")

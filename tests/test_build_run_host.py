@@ -118,7 +118,7 @@ def test_not_a_module_dir_is_exit_2(tmp_path: Path) -> None:
 
 def test_bad_make_var_is_exit_2(scaffold) -> None:
     res = build(scaffold("m"), "--make-var", "novalue")
-    assert res.exit_code == 2 and "VAR=VALUE" in res.stderr
+    assert res.exit_code == 2 and "NAME=VALUE" in res.stderr
 
 
 def test_compiler_mismatch_is_reported(scaffold, host_release: str, host_kdir: Path) -> None:

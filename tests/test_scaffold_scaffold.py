@@ -178,7 +178,8 @@ def test_cli_new_creates_every_file(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     d = tmp_path / "hello_module"
     assert sorted(p.name for p in d.iterdir()) == sorted(
-        ["hello_module.c", "Kbuild", "Makefile", "kmod.toml", ".gitignore", "README.md"]
+        ["hello_module.c", "Kbuild", "Makefile", "kmod.toml", ".gitignore", "README.md",
+         "dkms.conf"]
     )
     assert 'MODULE_AUTHOR("A");' in (d / "hello_module.c").read_text()
 
@@ -194,10 +195,10 @@ def test_force_with_a_generated_name_not_a_file_writes_nothing(tmp_path: Path) -
     dest = tmp_path / "blocked"
     dest.mkdir()
     (dest / "notes.txt").write_text("mine")
-    (dest / "README.md").mkdir()  # the last generated file is a directory
+    (dest / "dkms.conf").mkdir()  # the last generated file is a directory
     with pytest.raises(UsageError, match="nothing was written"):
         scaffold_module(ModuleSpec("blocked"), tmp_path, force=True)
-    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "notes.txt"]
+    assert sorted(p.name for p in dest.iterdir()) == ["dkms.conf", "notes.txt"]
 
 
 def test_cli_file_system_refusal_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from kbuild_py.debian import linuximage
 from kbuild_py.debian.archive import extract_deb
 from kbuild_py.debian.linuximage import KernelImage, fetch_kernel
 from kbuild_py.errors import InfraError, KmodError, UsageError
-from kbuild_py.paths import cache_dir, output_dir
+from kbuild_py.paths import cache_dir
 from kbuild_py.seams import qemu
 from kbuild_py.seams.process import signals_to_main_thread
 
@@ -47,6 +47,7 @@ class KernelTest:
     modules: tuple[Path, ...]  # .ko files built for this release
     out_dir: Path  # PROJECT/.kmod-py/<release>/
     suite: str | None = None
+    mirror: str | None = None  # the Debian mirror the kernel image comes from (--mirror)
 
 
 @dataclass
@@ -154,14 +155,14 @@ def run_one(
     opts: TestOptions,
     *,
     vm: qemu.Qemu | None = None,
-    fetch: Callable[[str, str | None], KernelImage] = fetch_kernel,
+    fetch: Callable[[str, str | None, str | None], KernelImage] = fetch_kernel,
     busybox: Path | None = None,
     on_output: Callable[[bytes], None] | None = None,
 ) -> TestResult:
     """Test `job.modules` on one kernel. Infrastructure failures become status=error."""
     result = TestResult(job.label, job.release, "error")
     try:
-        image = fetch(job.release, job.suite)
+        image = fetch(job.release, job.suite, job.mirror)
         prep = prepare(job.modules, image, opts, busybox or find_busybox())
         result.modules = [m.name for m in prep.plan.modules]
         result.deps = [d.name for d in prep.plan.deps]
@@ -184,7 +185,8 @@ def run_one(
     result.accel, result.notes = booted.accel, booted.notes
     out = booted.outcome
     text = console.read_text("utf-8", "replace") if console.is_file() else ""
-    v = parse_console(text, result.modules, timed_out=out.timed_out, timeout=opts.timeout)
+    v = parse_console(text, result.modules, timed_out=out.timed_out, timeout=opts.timeout,
+                      release=job.release)
     result.verdict = v
     result.status = v.status
     if not out.timed_out and v.init_uptime is None and out.returncode and out.stderr.strip():
@@ -231,7 +233,8 @@ def vermagic_release(ko: Path) -> str:
     return magic[0]
 
 
-def jobs_from_builds(builds: Sequence, project: Path) -> tuple[list[KernelTest], list[TestResult]]:
+def jobs_from_builds(builds: Sequence, project: Path, mirror: str | None = None
+                     ) -> tuple[list[KernelTest], list[TestResult]]:
     """KernelTests for kernels whose build produced modules; error results for the others."""
     jobs: list[KernelTest] = []
     failed: list[TestResult] = []
@@ -239,11 +242,13 @@ def jobs_from_builds(builds: Sequence, project: Path) -> tuple[list[KernelTest],
         t = b.target
         if b.built and b.modules and any(j.release == t.release for j in jobs):
             continue  # two specs for one release: one boot (they share the output dir)
+        if b.excluded is not None and not b.error:
+            continue  # dkms.conf's BUILD_EXCLUSIVE_* rules this kernel out: nothing to test
         if b.built and b.modules:
-            jobs.append(KernelTest(t.spec, t.release, tuple(b.modules),
-                                   output_dir(project, t.release), t.suite))
+            jobs.append(KernelTest(t.spec, t.release, tuple(b.modules), b.outdir, t.suite,
+                                   mirror))
         else:
-            why = b.error or ("no .ko produced" if b.built else f"build failed (see {b.log_path})")
+            why = f"{b.why_failed()}; log: {b.log_path}"
             failed.append(TestResult(t.spec, t.release, "error", error=f"not tested: {why}"))
     return jobs, failed
 

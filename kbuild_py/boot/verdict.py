@@ -176,9 +176,11 @@ def _float(text: str) -> float | None:
 
 
 def parse_console(
-    text: str, modules: list[str], *, timed_out: bool = False, timeout: float | None = None
+    text: str, modules: list[str], *, timed_out: bool = False, timeout: float | None = None,
+    release: str | None = None,
 ) -> Verdict:
-    """The verdict for a console log of a guest that tested `modules`."""
+    """The verdict for a console log of a guest that tested `modules` on kernel `release`
+    (when given, a guest that booted another release fails)."""
     lines = [ln.rstrip("\r") for ln in text.replace("\r\n", "\n").split("\n")]
     p = _Parser()
     for i, line in enumerate(lines):
@@ -198,6 +200,9 @@ def parse_console(
         problems.insert(0, "the guest never reached /init (kernel did not boot)")
     elif not v.finished and not problems:
         problems.append("the guest stopped before the test finished")
+    if release is not None and v.init_uptime is not None and v.release != release:
+        problems.insert(0, f"the guest booted kernel {v.release or '(unknown)'}, not the target "
+                           f"{release}: the kernel image is not the one asked for")
     if not v.excerpt and (timed_out or v.init_uptime is None or not v.finished):
         start = next((i for i, ln in enumerate(lines) if f"{MARK} init " in ln), 0)
         tail = [ln for ln in lines[start:] if ln.strip() and MARK not in ln]

@@ -23,6 +23,8 @@ class BuildOptions:
     timeout: float = BUILD_TIMEOUT
     run_checks: bool = True
     extra_symvers: Sequence[Path] = ()
+    expected_modules: Sequence[str] = ()  # kmod.toml's module names: each must be built
+    follow_dkms_conf: bool = True  # kmod.toml's [build] follow_dkms_conf
 
 
 def make_argv(target: Target, outdir: Path, opts: BuildOptions) -> list[str]:

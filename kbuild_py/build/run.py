@@ -5,7 +5,9 @@ container; the plan (build.plan) and the source copy (build.sources) are separat
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,15 +18,22 @@ from pathlib import Path
 from kbuild_py.build.plan import BuildOptions, make_argv
 from kbuild_py.build.sources import sync_sources
 from kbuild_py.check.engine import check_module
+from kbuild_py.dkms.conf import CONF_FILE
+from kbuild_py.dkms.run import run_dkms
+from kbuild_py.dkms.tree import CopyLayout, layout_for
 from kbuild_py.errors import KmodError
 from kbuild_py.kernels.spec import Target
-from kbuild_py.paths import output_dir
-from kbuild_py.seams.process import cancel_all, signals_to_main_thread
+from kbuild_py.seams.process import Result, cancel_all, signals_to_main_thread
 
 _DIAG = re.compile(
     r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? "
     r"(?P<kind>fatal error|error|warning): (?P<msg>.*)$"
 )
+# objtool: `foo.o: error: objtool: init_module(): Magic init_module() function name is
+# deprecated, use module_init(fn) instead` (older kernels: `foo.o: warning: objtool: ...`)
+_OBJTOOL = re.compile(r"^(?:(?P<file>\S+?): )?(?:(?P<kind>error|warning): )?objtool: (?P<msg>.*)$")
+# modpost and ld reading a file that is not there (a KBUILD_EXTRA_SYMBOLS path, ...)
+_NO_FILE = re.compile(r"^(?P<file>/\S+|\S+\.symvers): No such file or directory$")
 _MODPOST = re.compile(r"^(?P<kind>ERROR|WARNING): modpost: (?P<msg>.*)$")
 _MAKE_ERR = re.compile(r"^make(?:\[\d+\])?: \*\*\* (?P<msg>.*)$")
 # make's own fatal errors in a makefile: `Kbuild:3: *** $(error ...) text.  Stop.`
@@ -38,6 +47,7 @@ class Diagnostic:
     text: str  # the compiler's line, with paths mapped back to the user's tree
     file: str | None = None
     line: int | None = None
+    tool: str | None = None  # "objtool", "modpost", "ld" ...: a tool's own diagnostic
 
 
 def parse_diagnostic(
@@ -51,9 +61,17 @@ def parse_diagnostic(
     if m:
         kind = "error" if "error" in m.group("kind") else "warning"
         return Diagnostic(kind, text, m.group("file"), int(m.group("line")))
+    m = _OBJTOOL.match(text)
+    if m:
+        kind = "warning" if m.group("kind") == "warning" else "error"
+        return Diagnostic(kind, text, m.group("file"), None, "objtool")
     m = _MODPOST.match(text)
     if m:
-        return Diagnostic("error" if m.group("kind") == "ERROR" else "warning", text)
+        kind = "error" if m.group("kind") == "ERROR" else "warning"
+        return Diagnostic(kind, text, None, None, "modpost")
+    m = _NO_FILE.match(text)
+    if m:
+        return Diagnostic("error", text, m.group("file"), None, "file")
     if text.startswith("warning: the compiler differs"):
         return Diagnostic("warning", text)
     if _MAKE_ERR.match(text):
@@ -72,7 +90,7 @@ def is_progress(line: str) -> bool:
 @dataclass
 class BuildResult:
     target: Target
-    outdir: Path
+    outdir: Path  # the per-kernel copy of the project (root/.kmod-py/<release>/)
     log_path: Path
     returncode: int = -1
     timed_out: bool = False
@@ -81,13 +99,30 @@ class BuildResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     reports: list = field(default_factory=list)  # checks.ModuleReport per module
     error: str | None = None  # an infrastructure failure (image build, daemon ...)
+    failure: str | None = None  # make exited 0 but the build is not what was expected
+    excluded: str | None = None  # dkms.conf's BUILD_EXCLUSIVE_* rules out this kernel
+    package: str | None = None  # dkms.conf's PACKAGE_NAME / PACKAGE_VERSION
+    version: str | None = None
+    expected: list[str] = field(default_factory=list)  # module names the project names
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # built, but not among the expected
+    notes: list[str] = field(default_factory=list)  # warnings about the project itself
+    compiled: int = 0  # objects (re)compiled by this build (the warnings come from those)
 
     @property
     def built(self) -> bool:
-        return self.returncode == 0 and not self.timed_out and self.error is None
+        return (
+            self.returncode == 0
+            and not self.timed_out
+            and self.error is None
+            and self.failure is None
+            and self.excluded is None
+        )
 
     @property
     def ok(self) -> bool:
+        if self.excluded is not None and self.error is None:
+            return True  # not built for this kernel by the project's own rule: not a failure
         return self.built and all(r.ok for r in self.reports)
 
     @property
@@ -98,8 +133,94 @@ class BuildResult:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.kind == "warning"]
 
+    def ranked_errors(self) -> list[Diagnostic]:
+        """The tools' own errors (compiler file:line, objtool, modpost) before make's `***`
+        lines, which only say that something failed; warnings when there is no error."""
+        diags = self.errors or self.diagnostics
+        return sorted(diags, key=lambda d: d.file is None and d.tool is None)
+
+    def why_failed(self) -> str:
+        """One line: the reason this kernel has no usable build."""
+        if self.error or self.failure:
+            return str(self.error or self.failure)
+        first = self.ranked_errors()
+        where = f"make exit {self.returncode}"
+        return f"{first[0].text} ({where})" if first else f"build failed ({where})"
+
 
 LineCallback = Callable[[Target, str], None]
+_COMPILED = re.compile(r"^\s{2}CC( \[M\])?\s+\S+\.o$")
+
+
+class BuildLog:
+    """One kernel's build.log: every step's command and output, diagnostics parsed as the
+    lines arrive (paths in the copy mapped back to the user's tree)."""
+
+    def __init__(
+        self, result: BuildResult, layout: CopyLayout, on_line: LineCallback | None
+    ) -> None:
+        self.result, self.layout, self.on_line = result, layout, on_line
+        self.prefixes: list[tuple[str, str]] = [(f"{layout.copy}/", f"{layout.root}/")]
+        self.file = open(result.log_path, "w")  # noqa: SIM115 - closed by close()
+
+    def alias(self, path: Path) -> None:
+        """Another path that leads into the copy (a dkms build link), mapped back too."""
+        self.prefixes.insert(0, (f"{path}/", f"{self.layout.root}/"))
+
+    def write(self, text: str) -> None:
+        self.file.write(text + "\n")
+
+    def line(self, line: str) -> None:
+        self.file.write(line + "\n")
+        mapped = line
+        for old, new in self.prefixes:
+            mapped = mapped.replace(old, new)
+        diag = parse_diagnostic(mapped)
+        if diag and diag not in self.result.diagnostics:
+            self.result.diagnostics.append(diag)
+        if _COMPILED.match(line):
+            self.result.compiled += 1
+        if self.on_line:
+            self.on_line(self.result.target, line)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str] | None,
+        timeout: float,
+        label: str = "",
+    ) -> Result:
+        self.write(f"# {label or 'run'}: " + " ".join(argv) + f"   (in {cwd})")
+        res = self.result.target.runner.run(
+            argv, cwd=cwd, env={"LC_ALL": "C", **(env or {})}, timeout=timeout, on_line=self.line
+        )
+        self.write(f"# exit {res.returncode}{' (timed out)' if res.timed_out else ''}")
+        self.result.duration += res.duration
+        return res
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _module_name(ko: Path) -> str:
+    return ko.name[: -len(".ko")].replace("-", "_").replace(",", "_")
+
+
+def verify_module_set(result: BuildResult, expected: Sequence[str]) -> None:
+    """No .ko from a successful make is a failure; so is a missing expected module."""
+    if not result.built:
+        return
+    names = {_module_name(k) for k in result.modules}
+    want = {e.replace("-", "_") for e in expected}
+    gone = {e for e in expected if e.replace("-", "_") not in names}
+    result.missing = sorted(gone | set(result.missing))
+    result.extra = sorted(_module_name(k) for k in result.modules if want and
+                          _module_name(k) not in want)
+    if not result.modules:
+        result.failure = "make succeeded but built no module"
+    elif result.missing:
+        result.failure = "expected module(s) not built: " + ", ".join(result.missing)
 
 
 def build_one(
@@ -109,49 +230,69 @@ def build_one(
     on_line: LineCallback | None = None,
     env: Mapping[str, str] | None = None,
 ) -> BuildResult:
-    """Build the project for one kernel, write build.log, then check each .ko against it."""
-    outdir = output_dir(project, target.release)
-    result = BuildResult(target=target, outdir=outdir, log_path=outdir / "build.log")
-    sync_sources(project, outdir)
+    """Build the project for one kernel, write build.log, then check each .ko against it.
+
+    `project` is the module directory; the whole project tree above it (dkms/tree.py) is
+    copied, and a dkms.conf in the module directory is followed as dkms would."""
+    layout = layout_for(project, target.release)
+    outdir = layout.copy
+    result = BuildResult(target=target, outdir=outdir, log_path=layout.log_path)
+    sync_sources(layout.root, outdir)
     for stale in outdir.rglob("*.ko"):
         stale.unlink()
-    argv = make_argv(target, outdir, opts)
-    with open(result.log_path, "w") as log:
-        log.write(f"# kernel {target.spec} ({target.release}) in {target.where}\n")
-        log.write("# " + " ".join(argv) + "\n")
-
-        def line_seen(line: str) -> None:
-            log.write(line + "\n")
-            diag = parse_diagnostic(line, outdir, project)
-            if diag and diag not in result.diagnostics:
-                result.diagnostics.append(diag)
-            if on_line:
-                on_line(target, line)
-
-        res = target.runner.run(
-            argv,
-            cwd=outdir,
-            env={"LC_ALL": "C", **(env or {})},
-            timeout=opts.timeout,
-            on_line=line_seen,
-        )
-        log.write(f"# exit {res.returncode}{' (timed out)' if res.timed_out else ''}\n")
-    result.returncode, result.timed_out, result.duration = (
-        res.returncode,
-        res.timed_out,
-        res.duration,
-    )
+    opts = _with_local_symvers(opts, outdir)
+    log = BuildLog(result, layout, on_line)
+    expected = list(opts.expected_modules)
+    try:
+        log.write(f"# kernel {target.spec} ({target.release}) in {target.where}")
+        dkms = opts.follow_dkms_conf and (layout.root / CONF_FILE).is_file()
+        if dkms and layout.module_dir == layout.root:
+            expected = run_dkms(layout, target, opts, log, env) + expected
+        else:
+            argv = make_argv(target, layout.make_dir, opts)
+            res = log.run(argv, layout.make_dir, env, opts.timeout, "make")
+            result.returncode, result.timed_out = res.returncode, res.timed_out
+    finally:
+        log.close()
     if result.timed_out:
         result.error = f"build timed out after {opts.timeout:.0f} s"
     result.modules = sorted(outdir.rglob("*.ko"))
+    if result.excluded is None:
+        verify_module_set(result, expected)
     if result.built and opts.run_checks:
         # The project's own exports count: its modules may use each other's symbols.
-        own = outdir / "Module.symvers"
-        extra = [*opts.extra_symvers, *([own] if own.is_file() else [])]
+        own = sorted(outdir.rglob("Module.symvers"))
+        extra = [*opts.extra_symvers, *_make_var_symvers(opts, layout), *own]
         result.reports = [
             check_module(ko, target.tree, extra_symvers=extra) for ko in result.modules
         ]
     return result
+
+
+def _with_local_symvers(opts: BuildOptions, outdir: Path) -> BuildOptions:
+    """--extra-symbols files copied into the per-kernel copy, which a container mounts."""
+    if not opts.extra_symvers:
+        return opts
+    local = outdir / ".kmod-py-extra-symbols"
+    local.mkdir(exist_ok=True)
+    paths = []
+    for i, src in enumerate(opts.extra_symvers):
+        dst = local / f"{i}-{Path(src).name}"
+        shutil.copyfile(src, dst)
+        paths.append(dst)
+    return dataclasses.replace(opts, extra_symvers=paths)
+
+
+def _make_var_symvers(opts: BuildOptions, layout: CopyLayout) -> list[Path]:
+    """KBUILD_EXTRA_SYMBOLS from make variables, as files readable on the host."""
+    out = []
+    for word in opts.make_vars.get("KBUILD_EXTRA_SYMBOLS", "").split():
+        p = Path(word.replace("$(src)", str(layout.make_dir)).replace("$(M)", str(layout.make_dir)))
+        if not p.is_absolute():
+            p = layout.make_dir / p
+        if p.is_file():
+            out.append(p)
+    return out
 
 
 def build_all(
@@ -176,7 +317,7 @@ def build_all(
         except Exception as err:  # an infrastructure failure of this kernel only
             if not isinstance(err, KmodError):
                 raise
-            outdir = output_dir(project, target.release)
+            outdir = layout_for(project, target.release).copy
             res = BuildResult(
                 target,
                 outdir,

@@ -3,13 +3,26 @@
 Parsing a kernel's Module.symvers (~25,000 exports) and building the lookup sets
 costs more than checking a hundred modules, so the result is kept on disk under
 cache_dir()/check-targets/, keyed by the files it came from (path, size, mtime).
+
+The cache file is plain data that kmod-py parses itself (never pickle: a cache file that
+another user could write would run code). Format, version 2:
+
+    KMODPY-TARGET 2\n
+    then for each table, in this order: b"<table> <length>\n" + <length> bytes
+    version_records  the 64-byte __versions records, concatenated (length % 64 == 0)
+    names            export names, NUL-separated UTF-8
+    gpl_only         EXPORT_SYMBOL_GPL names, NUL-separated UTF-8
+    namespaced       name NUL namespace NUL ... (pairs), UTF-8
+
+Anything that does not parse exactly is ignored and rebuilt from Module.symvers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
-import pickle
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,10 +34,14 @@ from kbuild_py.errors import ModuleReadError, UsageError
 from kbuild_py.kernels.buildtree import BuildTree
 from kbuild_py.paths import cache_dir
 
-# The lookup sets the rules use on every module (cheap to unpickle); the full export
+# The lookup sets the rules use on every module (cheap to load); the full export
 # table is parsed from Module.symvers only when a finding needs its details.
 _TABLES = ("version_records", "names", "gpl_only", "namespaced")
-_FORMAT = 1
+_FORMAT = 2
+_MAGIC = b"KMODPY-TARGET 2\n"
+_RECORD = 64
+_RECORDS = struct.Struct(f"{_RECORD}s")
+_first = operator.itemgetter(0)
 
 
 def struct_module_size(release: str) -> int | None:
@@ -61,28 +78,87 @@ def _cache_file(sources: Sequence[Path]) -> Path | None:
             return None
         parts.append(f"{Path(f).resolve()}:{st.st_size}:{st.st_mtime_ns}")
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
-    return cache_dir() / "check-targets" / f"{digest}.pickle"
+    return cache_dir() / "check-targets" / f"{digest}.target"
+
+
+def _names(blob: bytes) -> list[str]:
+    return blob.decode("utf-8", "surrogatepass").split("\0") if blob else []
+
+
+def encode_tables(tables: dict) -> bytes | None:
+    """The cache file's bytes for the four tables (None: a name this format cannot hold)."""
+    def joined(names: Sequence[str]) -> bytes | None:
+        if any("\0" in n for n in names):
+            return None
+        return "\0".join(names).encode("utf-8", "surrogatepass")
+
+    records = sorted(tables["version_records"])
+    if any(len(r) != _RECORD for r in records):
+        return None
+    pairs = [x for k, v in sorted(tables["namespaced"].items()) for x in (k, v)]
+    parts = [b"".join(records), joined(sorted(tables["names"])),
+             joined(sorted(tables["gpl_only"])), joined(pairs)]
+    if any(p is None for p in parts):
+        return None
+    out = [_MAGIC]
+    for name, payload in zip(_TABLES, parts, strict=True):
+        assert payload is not None
+        out += [f"{name} {len(payload)}\n".encode(), payload]
+    return b"".join(out)
+
+
+def decode_tables(data: bytes) -> dict | None:
+    """The four tables from a cache file's bytes, or None unless it parses exactly."""
+    if not data.startswith(_MAGIC):
+        return None
+    pos, raw = len(_MAGIC), {}
+    try:
+        for name in _TABLES:
+            end = data.index(b"\n", pos, pos + 64)
+            label, _, length = data[pos:end].decode("ascii").partition(" ")
+            n = int(length)
+            if label != name or n < 0 or end + 1 + n > len(data):
+                return None
+            raw[name], pos = data[end + 1 : end + 1 + n], end + 1 + n
+        if pos != len(data) or len(raw["version_records"]) % _RECORD:
+            return None
+        recs = raw["version_records"]
+        records = frozenset(map(_first, _RECORDS.iter_unpack(recs)))  # C speed: no Python loop
+        pairs = _names(raw["namespaced"])
+        if len(pairs) % 2:
+            return None
+        return {
+            "version_records": records,
+            "names": frozenset(_names(raw["names"])),
+            "gpl_only": frozenset(_names(raw["gpl_only"])),
+            "namespaced": dict(zip(pairs[::2], pairs[1::2], strict=True)),
+        }
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _load(cache: Path | None) -> dict | None:
-    if cache is None or not cache.is_file():
+    if cache is None:
         return None
     try:
         with open(cache, "rb") as fh:
-            tables = pickle.load(fh)
-        return tables if isinstance(tables, dict) and set(tables) == set(_TABLES) else None
-    except Exception:  # a damaged cache file is rebuilt
-        return None
+            return decode_tables(fh.read())
+    except OSError:
+        return None  # absent or unreadable: rebuilt
 
 
 def _store(cache: Path | None, info: TargetInfo) -> None:
     if cache is None:
         return
+    data = encode_tables({k: getattr(info, k) for k in _TABLES})
+    if data is None:
+        return
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for old in cache.parent.glob("*.pickle"):  # format 1 (pickle): never read again
+            old.unlink(missing_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump({k: getattr(info, k) for k in _TABLES}, fh, pickle.HIGHEST_PROTOCOL)
+        tmp.write_bytes(data)
         os.replace(tmp, cache)
     except OSError:
         pass  # a read-only cache only costs time

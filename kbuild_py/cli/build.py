@@ -10,18 +10,6 @@ import typer
 from kbuild_py.cli.base import sigterm_interrupts
 
 
-def _parse_vars(pairs: list[str]) -> dict[str, str]:
-    from kbuild_py.errors import UsageError
-
-    out = {}
-    for p in pairs:
-        name, eq, value = p.partition("=")
-        if not eq or not name.isidentifier():
-            raise UsageError(f"--make-var {p!r} is not VAR=VALUE", "e.g. --make-var W=1")
-        out[name] = value
-    return out
-
-
 def build(
     path: Path = typer.Argument(
         Path("."), help="Module directory (Kbuild or Makefile with obj-m)."
@@ -34,7 +22,12 @@ def build(
     make_jobs: int = typer.Option(
         0, "--make-jobs", help="make -j inside each build (default: cores)."
     ),
-    make_var: list[str] = typer.Option([], "--make-var", help="Extra make variable VAR=VALUE."),
+    make_var: list[str] = typer.Option(
+        [], "--make-var", help="Extra make variable NAME=VALUE (any make name: ccflags-y=...)."
+    ),
+    extra_symbols: list[Path] = typer.Option(
+        [], "--extra-symbols", help="Module.symvers of other modules this one uses (repeatable)."
+    ),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing kernel."),
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror for container images."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
@@ -43,17 +36,25 @@ def build(
     """Build the module for each target kernel and check the result."""
     from kbuild_py.build import plan
     from kbuild_py.build.run import build_all
+    from kbuild_py.errors import UsageError
     from kbuild_py.kernels.select import resolve_targets
+    from kbuild_py.makevars import parse_make_vars
     from kbuild_py.project.config import find_module_dir, load_project
     from kbuild_py.report import build as rb
 
     if kdir is not None and kernel:
-        from kbuild_py.errors import UsageError
-
         raise UsageError("--kernel and --kdir both given", "pass --kdir DIR or --kernel SPEC")
+    for f in extra_symbols:
+        if not f.is_file():
+            raise UsageError(f"--extra-symbols {f}: no such file", "pass a Module.symvers file")
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
-    opts = plan.BuildOptions(make_vars={**project.make_vars, **_parse_vars(make_var)})
+    opts = plan.BuildOptions(
+        make_vars={**project.make_vars, **parse_make_vars(make_var)},
+        extra_symvers=[p.resolve() for p in extra_symbols],
+        expected_modules=project.modules,
+        follow_dkms_conf=project.follow_dkms_conf,
+    )
     targets = resolve_targets(
         kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
     )

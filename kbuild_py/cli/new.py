@@ -20,7 +20,8 @@ def new(
         False, "--force", help="Rewrite kmod-py's files in an existing NAME/ (others are kept)."
     ),
 ) -> None:
-    """Create a module project: NAME.c, Kbuild, Makefile, kmod.toml, .gitignore, README.md."""
+    """Create a module project: NAME.c, Kbuild, Makefile, kmod.toml, .gitignore, README.md,
+    dkms.conf."""
     from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     spec = ModuleSpec(

@@ -106,7 +106,7 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
     # a module in, say, /lib/modules).
     ko_dir = kos[0].resolve().parent
     project = ko_dir.parent.parent if ko_dir.parent.name == ".kmod-py" else Path.cwd()
-    return [tr.KernelTest(label, rel, tuple(kos), output_dir(project, rel), suite)
+    return [tr.KernelTest(label, rel, tuple(kos), output_dir(project, rel), suite, mirror)
             for label, rel, suite in pairs], []
 
 
@@ -120,12 +120,17 @@ def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  #
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
     targets = resolve_targets(specs, None, project.kernels, mirror=mirror, progress=say)
-    opts = plan.BuildOptions(make_vars=dict(project.make_vars))
+    opts = plan.BuildOptions(
+        make_vars=dict(project.make_vars),
+        expected_modules=project.modules,
+        follow_dkms_conf=project.follow_dkms_conf,
+    )
     say(f"building for {len(targets)} kernel(s): {', '.join(t.release for t in targets)}")
     builds = build_all(project_dir, targets, opts, jobs=max(1, jobs), on_done=lambda r: say(
         f"built {r.target.release}: {len(r.modules)} module(s)" if r.built
-        else f"build failed for {r.target.release}: {r.error or r.log_path}"))
-    test_jobs, failed = tr.jobs_from_builds(builds, project_dir)
+        else f"excluded {r.target.release}: {r.excluded}" if r.excluded and not r.error
+        else f"build failed for {r.target.release}: {r.why_failed()}"))
+    test_jobs, failed = tr.jobs_from_builds(builds, project_dir, mirror)
     script = project_dir / project.test_script if project.test_script else None
     return (project_dir, project.test_params, script, project.test_timeout, test_jobs, failed)
 

@@ -2,7 +2,10 @@
 
 The mirror is the one the host's apt already uses (first non-security ``deb`` URI
 in /etc/apt/sources.list{,.d/*}), unless KMOD_PY_DEBIAN_MIRROR or --mirror says
-otherwise. Indices and packages are cached under the user's cache directory.
+otherwise; security suites come from the mirror's ``-security`` sibling (MIRROR-security,
+or the host's security URI when no mirror was given). Everything is authenticated like
+apt does it (kbuild_py.trust: signed InRelease -> Packages SHA256 -> .deb SHA256) and
+cached under the user's cache directory.
 """
 
 from __future__ import annotations
@@ -13,16 +16,23 @@ import lzma
 import os
 import re
 import subprocess
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from kbuild_py.debian.suites import BASE_SUITE, SUITES
-from kbuild_py.errors import MirrorError, UsageError
+from kbuild_py.errors import MirrorError, UsageError, VerificationError
 from kbuild_py.paths import cache_dir
+from kbuild_py.trust.archive import SignedSuite, fetch_verified
+from kbuild_py.trust.http import Http
+from kbuild_py.trust.packages import Package, parse_packages
 
-INDEX_MAX_AGE = 6 * 3600  # seconds an index stays fresh in the cache
-HTTP_TIMEOUT = 60
+__all__ = ["Archive", "Package", "mirror_url", "security_url", "extract_deb"]
+
+# Security updates (the current bookworm kernel, for one) live under a separate archive root.
+SECURITY = {"bookworm": "bookworm-security", "trixie": "trixie-security"}
+# Where a kernel release is looked for when no suite is given, in order.
+SEARCH_SUITES = tuple(s for b in SUITES for s in (b, SECURITY.get(b)) if s)
 
 
 def mirror_url(override: str | None = None) -> str:
@@ -39,7 +49,17 @@ def mirror_url(override: str | None = None) -> str:
     )
 
 
-def _apt_mirror() -> str | None:
+def security_url(override: str | None = None) -> str:
+    """The archive root of the -security suites: MIRROR-security for a given mirror, else the
+    host apt's security URI, else the default mirror's -security sibling."""
+    if not (override or os.environ.get("KMOD_PY_DEBIAN_MIRROR")):
+        found = _apt_mirror(security=True)
+        if found:
+            return found
+    return mirror_url(override) + "-security"
+
+
+def _apt_mirror(security: bool = False) -> str | None:
     files = [Path("/etc/apt/sources.list")]
     d = Path("/etc/apt/sources.list.d")
     if d.is_dir():
@@ -54,76 +74,27 @@ def _apt_mirror() -> str | None:
         else:
             uris = re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M)
         for uri in uris:
-            if uri.startswith(("http://", "https://")) and "security" not in uri:
+            if uri.startswith(("http://", "https://")) and ("security" in uri) == security:
                 return uri.rstrip("/")
     return None
 
 
-def _fetch(url: str, dest: Path, timeout: int = HTTP_TIMEOUT) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    import urllib.error  # lazily: urllib.request pulls in http, ssl and email (~20 ms)
-    import urllib.request
-
-    tmp = dest.with_name(dest.name + f".part{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-    except urllib.error.HTTPError as e:
-        tmp.unlink(missing_ok=True)
-        raise MirrorError(f"{url}: HTTP {e.code}", "check the suite name and the mirror") from e
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(e, "reason", e)
-        raise MirrorError(
-            f"cannot download {url}: {reason}",
-            "check the network or set KMOD_PY_DEBIAN_MIRROR / --mirror",
-        ) from e
-    os.replace(tmp, dest)
-    return dest
-
-
-@dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    filename: str
-    depends: str
-    sha256: str
-    size: int
-
-
-def _parse_packages(text: str, wanted: re.Pattern[str]) -> dict[str, list[Package]]:
-    out: dict[str, list[Package]] = {}
-    for stanza in text.split("\n\n"):
-        m = re.match(r"Package: (\S+)", stanza)
-        if not m or not wanted.match(m.group(1)):
-            continue
-        fields = dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", stanza, re.M))
-        pkg = Package(
-            name=m.group(1),
-            version=fields.get("Version", ""),
-            filename=fields.get("Filename", ""),
-            depends=fields.get("Depends", ""),
-            sha256=fields.get("SHA256", ""),
-            size=int(fields.get("Size", "0") or 0),
-        )
-        out.setdefault(pkg.name, []).append(pkg)
-    return out
-
-
 class Archive:
-    """Kernel-related packages of one Debian suite (amd64, main)."""
+    """Kernel-related packages of one Debian suite (amd64, main), authenticated."""
 
     # 7.x images are split: linux-image-R depends on linux-binary-R (vmlinuz) + linux-modules-R
     _WANTED = re.compile(r"linux-(headers|image|binary|modules)-|busybox-static$")
 
-    def __init__(self, suite: str, mirror: str | None = None, arch: str = "amd64") -> None:
-        if suite not in BASE_SUITE:
+    def __init__(self, suite: str, mirror: str | None = None, arch: str = "amd64",
+                 *, http: Http | None = None) -> None:
+        if suite not in BASE_SUITE and suite not in SECURITY.values():
             raise UsageError(f"unknown Debian suite {suite!r}", f"use one of: {', '.join(SUITES)}")
         self.suite = suite
-        self.mirror = mirror_url(mirror)
+        self.mirror = security_url(mirror) if suite.endswith("-security") else mirror_url(mirror)
         self.arch = arch
+        key = hashlib.sha1(self.mirror.encode()).hexdigest()[:8]
+        self.signed = SignedSuite(self.mirror, suite, cache_dir() / "debian" / key / suite,
+                                  http=http)
         self._packages: dict[str, list[Package]] | None = None
 
     @property
@@ -133,24 +104,25 @@ class Archive:
         return self._packages
 
     def _load_index(self) -> dict[str, list[Package]]:
-        key = hashlib.sha1(self.mirror.encode()).hexdigest()[:8]
-        path = cache_dir() / "debian" / key / f"{self.suite}_{self.arch}_Packages.xz"
-        if not path.is_file() or time.time() - path.stat().st_mtime > INDEX_MAX_AGE:
-            url = f"{self.mirror}/dists/{self.suite}/main/binary-{self.arch}/Packages.xz"
-            _fetch(url, path)
-        parsed = path.with_name(path.name + ".kernel-v2.json")  # the few packages we keep
-        if parsed.is_file() and parsed.stat().st_mtime >= path.stat().st_mtime:
+        name = f"main/binary-{self.arch}/Packages.xz"
+        digest = self.signed.release().digest(name, f"{self.signed.dists}/InRelease")
+        # The few stanzas kmod-py uses, parsed once per index (keyed by its signed SHA256).
+        parsed = self.signed.cache / f"kernel-packages-{digest.sha256[:32]}.json"
+        if parsed.is_file():
             try:
                 data = json.loads(parsed.read_text())
                 return {n: [Package(**p) for p in ps] for n, ps in data.items()}
             except (ValueError, TypeError):
                 pass  # rebuilt below
+        path = self.signed.index(name)  # downloaded or cached, matches the signed Release
         try:
             text = lzma.decompress(path.read_bytes()).decode("utf-8", "replace")
         except lzma.LZMAError as e:
             path.unlink(missing_ok=True)
             raise MirrorError(f"corrupt package index for {self.suite}", "run again") from e
-        packages = _parse_packages(text, self._WANTED)
+        packages = parse_packages(text, self._WANTED)
+        for old in self.signed.cache.glob("kernel-packages-*.json"):
+            old.unlink(missing_ok=True)
         tmp = parsed.with_name(parsed.name + f".{os.getpid()}")
         tmp.write_text(json.dumps({n: [asdict(p) for p in ps] for n, ps in packages.items()}))
         os.replace(tmp, parsed)
@@ -182,19 +154,14 @@ class Archive:
         return sorted(rels, key=_version_key)
 
     def download(self, name: str) -> Path:
-        """Download a package's .deb into the cache (verified by SHA256) and return its path."""
+        """A package's .deb in the cache, verified against the SHA256 its signed index lists
+        (a cached copy is checked again; one that does not match is downloaded again)."""
         pkg = self.get(name)
-        dest = cache_dir() / "debs" / Path(pkg.filename).name
-        if dest.is_file() and dest.stat().st_size == pkg.size:
-            return dest
-        _fetch(f"{self.mirror}/{pkg.filename}", dest, timeout=600)
-        digest = hashlib.sha256(dest.read_bytes()).hexdigest()
-        if pkg.sha256 and digest != pkg.sha256:
-            dest.unlink(missing_ok=True)
-            raise MirrorError(
-                f"{dest.name}: SHA256 mismatch", "run again; the mirror may be syncing"
-            )
-        return dest
+        digest = pkg.digest()  # no SHA256 in the index: refused
+        pool = pkg.pool_path()
+        return fetch_verified(self.signed.http, f"{self.mirror}/{pool}",
+                              cache_dir() / "debs" / pool.name, digest,
+                              f"{pool.name} (from {self.suite})")
 
 
 def _version_key(v: str) -> list[tuple[int, object]]:
@@ -225,10 +192,26 @@ def extract_deb(deb: Path, dest: Path) -> Path:
 
 def suite_for_release(release: str, mirror: str | None = None) -> str | None:
     """Which suite ships linux-headers-<release> (checked in SUITES order), or None."""
-    for suite in SUITES:
+    found = lookup(SUITES, f"linux-headers-{release}", mirror)
+    return found.suite if found else None
+
+
+def lookup(suites: Sequence[str], package: str, mirror: str | None = None) -> Archive | None:
+    """The first of `suites` whose (verified) index lists `package`, or None. A suite that
+    cannot be reached is skipped; when the package is not found and a suite's index did not
+    verify, that failure is raised (it may be where the package is)."""
+    forged: VerificationError | None = None
+    for suite in suites:
+        archive = Archive(suite, mirror)
         try:
-            if f"linux-headers-{release}" in Archive(suite, mirror).packages:
-                return suite
+            packages = archive.packages
+        except VerificationError as err:
+            forged = forged or err
+            continue
         except MirrorError:
             continue
+        if package in packages:
+            return archive
+    if forged is not None:
+        raise forged
     return None

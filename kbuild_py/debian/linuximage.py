@@ -1,8 +1,9 @@
 """Debian kernel images (linux-image-<release>): fetched once, cached per user.
 
 cache_dir()/kernels/<release>/ holds the unpacked package: boot/vmlinuz-<release>
-and lib/modules/<release>/ (the kernel's own modules). Fetching prefers the host's
-apt (which also knows security updates), then the suites of the Debian mirror.
+and lib/modules/<release>/ (the kernel's own modules). Packages come from the Debian
+mirror (the host's, or --mirror), authenticated like apt does (kbuild_py.trust); the
+unpacked tree is trusted as part of the private cache directory.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import subprocess
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,48 +61,21 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _apt_download(package: str, into: Path) -> Path | None:
-    """`apt-get download` through the host's apt, or None when apt does not know it."""
-    if not shutil.which("apt-get"):
-        return None
-    try:
-        proc = subprocess.run(
-            ["apt-get", "download", "-q", package],
-            cwd=into,
-            capture_output=True,
-            timeout=900,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    debs = sorted(into.glob(f"{package}_*.deb"))
-    return debs[0] if proc.returncode == 0 and debs else None
-
-
 def fetch_deb(package: str, suite: str | None = None, mirror: str | None = None) -> Path:
-    """A package's .deb: host apt first, else the given suite (or the first suite that has it)."""
-    debs = cache_dir() / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    cached = sorted(debs.glob(f"{package}_*.deb"))
-    if cached:
-        return cached[-1]
-    if suite is None:
-        with tempfile.TemporaryDirectory(dir=debs) as tmp:
-            got = _apt_download(package, Path(tmp))
-            if got:
-                dest = debs / got.name
-                os.replace(got, dest)
-                return dest
-    suites = [suite] if suite else list(debian.SUITES)
-    last: MirrorError | None = None
-    for s in suites:
-        try:
-            return debian.Archive(s, mirror).download(package)
-        except MirrorError as err:
-            last = err
-    raise MirrorError(
-        f"package {package} not found (host apt and Debian {', '.join(suites)})",
-        "check the release with `kmod-py kernels --suite SUITE`",
-    ) from last
+    """A package's .deb from the Debian mirror, authenticated (kbuild_py.trust): from `suite`
+    (or its -security sibling), else from the first suite that has it (debian.SEARCH_SUITES).
+    A .deb or index that does not verify raises VerificationError, never "not found"."""
+    if suite:
+        suites = [suite, *([debian.SECURITY[suite]] if suite in debian.SECURITY else [])]
+    else:
+        suites = list(debian.SEARCH_SUITES)
+    archive = debian.lookup(suites, package, mirror)
+    if archive is None:
+        raise MirrorError(
+            f"package {package} not found in Debian {', '.join(suites)}",
+            "check the release with `kmod-py kernels --suite SUITE`",
+        )
+    return archive.download(package)
 
 
 def _split_image_parts(release: str, suite: str | None, mirror: str | None) -> list[Path]:

@@ -29,6 +29,7 @@ from kbuild_py.images.model import (
 from kbuild_py.paths import cache_dir, ensure_dir
 from kbuild_py.seams.docker import image_exists
 from kbuild_py.seams.process import HostRunner
+from kbuild_py.trust.gpgv import DEBIAN_KEYRING
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,9 @@ def debootstrap_import(client: Any, suite: str, url: str, name: str, progress: P
     root, tar = work / "root", work / "rootfs.tar"
     runner = HostRunner()
     try:
-        argv = ["debootstrap", "--variant=minbase", "--arch=amd64", suite, str(root), url]
+        # --keyring: refuse an unsigned or forged Release instead of warning and going on.
+        argv = ["debootstrap", "--variant=minbase", "--arch=amd64",
+                f"--keyring={DEBIAN_KEYRING}", suite, str(root), url]
         log_path = ensure_dir(cache_dir() / "logs") / f"base-{suite}.log"
         progress(f"base image: debootstrap {suite} (log: {log_path})")
         with open(log_path, "w") as log:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kbuild_py.debian.suites import BASE_SUITE, SUITES
-from kbuild_py.errors import KmodError, MirrorError, UsageError
+from kbuild_py.errors import KmodError, MirrorError, UsageError, VerificationError
 from kbuild_py.images.model import (
     RELEASE_LABEL,
     SUITE_LABEL,
@@ -123,6 +123,8 @@ def _suite_release(spec: str, suite: str, mirror: str | None, say: Progress) -> 
 
     try:
         return Archive(suite, mirror).current_release()
+    except VerificationError:
+        raise  # a mirror that serves what Debian did not sign is not "unreachable"
     except MirrorError:
         alias = image_exists(docker_client(), suite_alias(suite))
         if alias is None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.errors import ProjectError, UsageError
+from kbuild_py.makevars import check_make_vars
 
 PROJECT_FILE = "kmod.toml"
 _OBJ_M = re.compile(r"^\s*obj-(?:m|\$\([A-Z0-9_]+\))\s*[:+]?=", re.M)
@@ -45,6 +46,7 @@ class Project:
     test_script: str | None = None
     test_timeout: float | None = None
     has_file: bool = False
+    follow_dkms_conf: bool = True  # a dkms.conf beside kmod.toml decides the build
 
 
 def _table(data: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
@@ -77,7 +79,7 @@ def _str_map(value: Any, what: str, where: Path) -> dict[str, str]:
 
 KNOWN_KEYS = {
     "module": {"name", "modules", "license", "author", "description", "version"},
-    "build": {"kernels", "make_vars"},
+    "build": {"kernels", "make_vars", "follow_dkms_conf"},
     "test": {"params", "script", "timeout"},
 }
 
@@ -124,6 +126,9 @@ def load_project(path: Path) -> Project:
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
     ):
         raise ProjectError(f"{file}: test.timeout must be a number of seconds (more than 0)")
+    follow = build.get("follow_dkms_conf", True)
+    if not isinstance(follow, bool):
+        raise ProjectError(f"{file}: build.follow_dkms_conf must be true or false")
     script = test.get("script")
     if script is not None and not isinstance(script, str):
         raise ProjectError(f"{file}: test.script must be a path (a string)")
@@ -135,16 +140,52 @@ def load_project(path: Path) -> Project:
         description=module.get("description"),
         version=module.get("version"),
         kernels=_str_list(build.get("kernels", []), "build.kernels", file),
-        make_vars=_str_map(build.get("make_vars", {}), "build.make_vars", file),
+        make_vars=check_make_vars(
+            _str_map(build.get("make_vars", {}), "build.make_vars", file),
+            f"{file}: build.make_vars",
+        ),
         test_params=_str_map(test.get("params", {}), "test.params", file),
         test_script=script,
         test_timeout=float(timeout) if timeout is not None else None,
         has_file=True,
+        follow_dkms_conf=follow,
     )
 
 
+def _is_module_dir(path: Path) -> bool:
+    if (path / "Kbuild").is_file():
+        return True
+    for name in ("Makefile", "makefile", "GNUmakefile"):
+        mk = path / name
+        if mk.is_file() and _OBJ_M.search(mk.read_text(errors="replace")):
+            return True
+    return False
+
+
+def module_dirs_below(path: Path, depth: int = 3, limit: int = 20) -> list[Path]:
+    """Module directories (Kbuild, or a Makefile with obj-m) under PATH, nearest first."""
+    found: list[Path] = []
+    level = [path]
+    for _ in range(depth):
+        nxt: list[Path] = []
+        for d in level:
+            try:
+                subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.is_symlink())
+            except OSError:
+                continue
+            for sub in subs:
+                if sub.name.startswith(".") or sub.name == "__pycache__":
+                    continue
+                if _is_module_dir(sub):
+                    found.append(sub)
+                else:
+                    nxt.append(sub)
+        level = nxt
+    return found[:limit]
+
+
 def find_module_dir(path: Path) -> Path:
-    """PATH must hold a Kbuild, or a Makefile that names obj-m, to be built out of tree."""
+    """PATH must hold a Kbuild, a Makefile that names obj-m, or a dkms.conf."""
     path = Path(path)
     if not path.is_dir():
         raise UsageError(f"{path}: no such directory", "pass the module's directory")
@@ -153,13 +194,21 @@ def find_module_dir(path: Path) -> Path:
             f"{path.resolve()}: Kbuild cannot build in a path with white space (M=...)",
             "move the module to a path without spaces",
         )
-    if (path / "Kbuild").is_file():
+    if (path / "dkms.conf").is_file() or _is_module_dir(path):
         return path.resolve()
-    for name in ("Makefile", "makefile", "GNUmakefile"):
-        mk = path / name
-        if mk.is_file() and _OBJ_M.search(mk.read_text(errors="replace")):
-            return path.resolve()
+    below = module_dirs_below(path)
+    if below:
+        names = "\n  ".join(str(d.relative_to(path)) for d in below)
+        first = below[0].relative_to(path)
+        raise UsageError(
+            f"{path} is not itself an out-of-tree module: no Kbuild, no Makefile with obj-m, "
+            f"no dkms.conf; module directories below it:\n  {names}",
+            f"build one with `kmod-py build {path / first}`; with a kmod.toml (or a dkms.conf "
+            f"whose MAKE builds them all) in {path}, each build copies the whole tree, so "
+            "paths between the directories (../include, ../other/Module.symvers) work",
+        )
     raise UsageError(
-        f"{path} is not an out-of-tree module: no Kbuild, and no Makefile with obj-m",
+        f"{path} is not an out-of-tree module: no Kbuild, no Makefile with obj-m, "
+        "no dkms.conf",
         "create one with `kmod-py new NAME`, or add `obj-m := NAME.o` to a Kbuild file",
     )

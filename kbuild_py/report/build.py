@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
-from kbuild_py.paths import output_dir
+from kbuild_py.dkms.tree import layout_for
 from kbuild_py.report.table import human_size, paint, table
+
+_DKMS_LINK = re.compile(r"\.dkms/[^/\s]+/[^/\s]+/build/")  # $dkms_tree/<module>/<version>/build
 
 
 def live_line(line: str, prefix: str = "", verbose: bool = False) -> str | None:
@@ -34,6 +37,8 @@ def _vermagic(res: BuildResult, ko: Path) -> str:
 def result_label(res: BuildResult) -> str:
     if res.error:
         return "ERROR"
+    if res.excluded is not None:
+        return "excluded"
     if not res.built:
         return "FAILED"
     return "ok" if res.ok else "CHECK FAILED"
@@ -42,26 +47,34 @@ def result_label(res: BuildResult) -> str:
 def render_result(res: BuildResult, project: Path) -> list[str]:
     """The block printed after one kernel's build."""
     t = res.target
-    head = f"kernel {t.release} ({t.spec}, {t.where})"
-    out: list[str] = []
+    pkg = f"{res.package} {res.version or ''}".strip() + ": " if res.package else ""
+    head = f"{pkg}kernel {t.release} ({t.spec}, {t.where})"
+    out: list[str] = ["  " + paint(f"warning: {n}", "yellow") for n in res.notes]
+    if res.excluded is not None and not res.error:
+        out.append(f"{head}: excluded, not built: {res.excluded}")
+        return out
     if res.error:
         out.append(paint(f"{head}: {res.error}", "red"))
         if res.log_path.is_file():
             out.append(f"  full log: {res.log_path}")
         return out
     if not res.built:
-        out.append(paint(f"{head}: build failed (make exit {res.returncode})", "red"))
-        # compiler diagnostics (file:line:col) first, make's own "***" lines after them
-        for d in sorted(res.errors or res.diagnostics, key=lambda d: d.file is None):
+        why = res.failure or f"build failed (make exit {res.returncode})"
+        out.append(paint(f"{head}: {why}", "red"))
+        # compiler/objtool/modpost diagnostics first, make's own "***" lines after them
+        for d in first_errors(res):
             out.append("  " + paint(d.text, "red" if d.kind == "error" else "yellow"))
+        for ko in res.modules:
+            out.append(f"  built: {ko.relative_to(res.outdir)}")
         out.append(f"  full log: {res.log_path}")
         return out
-    warn = f", {len(res.warnings)} warning(s)" if res.warnings else ""
+    warn = f", {warning_count(res)}" if res.warnings else ""
     out.append(paint(f"{head}: built in {res.duration:.1f} s{warn}", "green"))
     for d in res.warnings:
         out.append("  " + paint(d.text, "yellow"))
     for ko in res.modules:
-        rel = ko.relative_to(project) if ko.is_relative_to(project) else ko
+        root = res.outdir.parent.parent  # the project tree's root (root/.kmod-py/<release>)
+        rel = ko.relative_to(root) if ko.is_relative_to(root) else ko
         size = human_size(ko.stat().st_size)
         out.append(f"  {rel}  {size}  vermagic: {_vermagic(res, ko).strip()}")
     for rep in res.reports:
@@ -75,6 +88,16 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         status = "passed" if rep.ok else "FAILED"
         out.append(f"  check {rep.path.name}: {status}")
     return out
+
+
+def first_errors(res: BuildResult, limit: int = 12) -> list:  # type: ignore[type-arg]
+    return res.ranked_errors()[:limit]
+
+
+def warning_count(res: BuildResult) -> str:
+    """'N warning(s)', saying what they come from when make rebuilt only part of it."""
+    n = f"{len(res.warnings)} warning(s)"
+    return f"{n} from the {res.compiled} object(s) compiled this time" if res.compiled else n
 
 
 def summary_table(results: Sequence[BuildResult]) -> str:
@@ -110,8 +133,16 @@ def to_json(results: Sequence[BuildResult]) -> str:
                 "returncode": r.returncode,
                 "duration": round(r.duration, 3),
                 "log": str(r.log_path),
-                "error": r.error,
-                "errors": [d.text for d in r.errors],
+                "error": r.error or r.failure,
+                "excluded": r.excluded,
+                "package": r.package,
+                "version": r.version,
+                "expected": r.expected,
+                "missing": r.missing,
+                "extra": r.extra,
+                "notes": r.notes,
+                "compiled": r.compiled,
+                "errors": [d.text for d in first_errors(r, 1000)],
                 "warnings": [d.text for d in r.warnings],
                 "modules": [
                     {
@@ -163,7 +194,8 @@ class LiveView:
                 print(line, file=self.stream, flush=True)
 
     def line(self, target, line: str) -> None:  # type: ignore[no-untyped-def]
-        line = line.replace(f"{output_dir(self.project, target.release)}/", "")
+        line = line.replace(f"{layout_for(self.project, target.release).copy}/", "")
+        line = _DKMS_LINK.sub("", line)
         shown = live_line(line, f"[{target.release}] " if self.many else "", self.verbose)
         if shown is not None:
             self._print([shown])

@@ -36,6 +36,7 @@ FILES = {
     "kmod.toml.j2": "kmod.toml",
     "gitignore.j2": ".gitignore",
     "README.md.j2": "README.md",
+    "dkms.conf.j2": "dkms.conf",
 }
 
 
@@ -120,6 +121,11 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
+def _sh_string(value: str) -> str:
+    """A single-quoted bash word (dkms.conf is sourced by bash)."""
+    return "'" + value.replace("'", "'\\''").replace("\n", " ") + "'"
+
+
 def render(spec: ModuleSpec) -> dict[str, str]:
     """Render every template: output file name -> text. Pure."""
     import jinja2
@@ -133,6 +139,7 @@ def render(spec: ModuleSpec) -> dict[str, str]:
     env.filters["c_string"] = _c_string
     env.filters["c_comment"] = _c_comment
     env.filters["toml"] = _toml_string
+    env.filters["sh"] = _sh_string
     ctx = {
         "name": spec.name,
         "license": spec.license,
