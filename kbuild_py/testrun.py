@@ -64,8 +64,10 @@ class TestResult:
         return self.status == "pass"
 
 
-def find_busybox(fetch_deb: Callable[[str], Path] | None = None) -> Path:
-    """A statically linked busybox: the host's (from busybox-static), else Debian's package."""
+def find_busybox(fetch_deb: Callable[[str], Path] | None = None, mirror: str | None = None
+                 ) -> Path:
+    """A statically linked busybox: the host's (from busybox-static), else Debian's package
+    (from `mirror`, authenticated)."""
     for cand in (Path("/bin/busybox"), Path("/usr/bin/busybox")):
         if cand.is_file() and _is_static(cand):
             return cand
@@ -75,7 +77,8 @@ def find_busybox(fetch_deb: Callable[[str], Path] | None = None) -> Path:
     dest = cache_dir() / "busybox-static"
     exe = dest / "bin" / "busybox"
     if not exe.is_file():
-        deb = (fetch_deb or kimage.fetch_deb)("busybox-static")
+        deb = fetch_deb("busybox-static") if fetch_deb else kimage.fetch_deb(
+            "busybox-static", mirror=mirror)
         debian.extract_deb(deb, dest)
     if not exe.is_file() or not _is_static(exe):
         raise InfraError("no static busybox found", "install busybox-static")
@@ -161,7 +164,7 @@ def run_one(
     result = TestResult(job.label, job.release, "error")
     try:
         image = fetch(job.release, job.suite, job.mirror)
-        prep = prepare(job.modules, image, opts, busybox or find_busybox())
+        prep = prepare(job.modules, image, opts, busybox or find_busybox(mirror=job.mirror))
         result.modules = [m.name for m in prep.plan.modules]
         result.deps = [d.name for d in prep.plan.deps]
         init = guest.init_script(prep.plan)
@@ -202,7 +205,7 @@ def run_all(
     **kw,  # type: ignore[no-untyped-def]
 ) -> list[TestResult]:
     """run_one for every job, `parallel` at a time; results in job order."""
-    busybox = kw.pop("busybox", None) or find_busybox()
+    busybox = kw.pop("busybox", None) or find_busybox(mirror=jobs[0].mirror if jobs else None)
 
     def one(job: KernelTest) -> TestResult:
         res = run_one(job, opts, busybox=busybox, **kw)
