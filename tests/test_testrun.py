@@ -108,6 +108,7 @@ def test_separate_plan_and_its_verdict_without_a_guest() -> None:
     assert v.status == "fail" and v.groups == ["a", "b"]
     assert v.module_problems["a"] == []
     assert "(-EPROBE_DEFER)" in v.module_problems["b"][0]
+    assert not any("does not exist" in p for p in v.module_problems["b"])  # it never loaded
     assert any("kernel reported: BUG: kernel NULL" in p for p in v.module_problems["b"])
     assert v.skipped == [("b", "rmmod skipped: it or a module it needs did not load")]
     assert v.warnings == ["b: the kernel ignored unknown parameter 'x'"]
