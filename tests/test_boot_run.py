@@ -83,6 +83,39 @@ def test_builds_become_jobs_or_error_results(tmp_path: Path) -> None:
     assert (failed[0].error or "").startswith("not tested: m.o: error: objtool: init_module()")
 
 
+def test_separate_plan_and_its_verdict_without_a_guest() -> None:
+    from kbuild_py.boot import guest
+    from kbuild_py.boot.verdict import parse_console
+
+    plan = guest.GuestPlan((guest.GuestModule("a", "a.ko.gz"),
+                            guest.GuestModule("b", "b.ko.gz", requires=("a",))), separate=True)
+    script = guest.init_script(plan)
+    assert "m group b begin" in script and "step require a insmod /lib/kmod-py/test/a.ko.gz" in (
+        script)
+    M = guest.MARK
+    log = "\n".join([
+        f"{M} init - 1.0", f"{M} release - 6.1.0-9-amd64", f"{M} taint before 0",
+        f"{M} group a begin", f"{M} begin insmod a", f"{M} kmsg insmod a [1.1] a: hi",
+        f"{M} end insmod a 0", f"{M} sysfs a present", f"{M} begin rmmod a", f"{M} end rmmod a 0",
+        f"{M} group a end", f"{M} group b begin", f"{M} begin require a", f"{M} end require a 0",
+        f"{M} begin insmod b", f"{M} out insmod b insmod: can't insert 'b.ko.gz': "
+        "Unknown error 517", f"{M} kmsg insmod b [1.2] b: unknown parameter 'x' ignored",
+        f"{M} kmsg insmod b [1.3] BUG: kernel NULL pointer dereference, address: 0",
+        f"{M} end insmod b 1", f"{M} sysfs b absent",
+        f"{M} skipped b 'rmmod skipped: it or a module it needs did not load'",
+        f"{M} begin unrequire a", f"{M} end unrequire a 0", f"{M} group b end",
+        f"{M} taint loaded 12288", f"{M} taint end 12288", f"{M} done - 2.0",
+    ])
+    v = parse_console(log, ["a", "b"])
+    assert v.status == "fail" and v.groups == ["a", "b"]
+    assert v.module_problems["a"] == []
+    assert "(-EPROBE_DEFER)" in v.module_problems["b"][0]
+    assert not any("does not exist" in p for p in v.module_problems["b"])  # it never loaded
+    assert any("kernel reported: BUG: kernel NULL" in p for p in v.module_problems["b"])
+    assert v.skipped == [("b", "rmmod skipped: it or a module it needs did not load")]
+    assert v.warnings == ["b: the kernel ignored unknown parameter 'x'"]
+
+
 def _result(log: str, module: str, **kw) -> tr.TestResult:  # type: ignore[no-untyped-def]
     v = parse_console((DATA / log).read_text(), [module], **kw)
     return tr.TestResult("debian:bookworm", "6.1.0-56-amd64", v.status, verdict=v, accel="tcg",
@@ -157,6 +190,9 @@ static int __init t_init(void)
 static int answer = 1;
 module_param(answer, int, 0444);
 static int __init t_init(void) { pr_info("kmodpy_param: answer=%d\\n", answer); return 0; }
+""",
+    "kmodpy_defer": """
+static int __init t_init(void) { pr_info("kmodpy_defer: not yet\\n"); return -517; }
 """,
     "kmodpy_prov": """
 int kmodpy_prov_answer(void) { return 42; }
@@ -298,10 +334,37 @@ def test_two_modules_under_test_load_in_dependency_order(modules, image, tmp_pat
     r = tr.run_one(job, tr.TestOptions(timeout=60))
     assert r.status == "pass", r.verdict.problems if r.verdict else r.error
     assert r.modules == ["kmodpy_prov", "kmodpy_user"] and r.deps == []
-    steps = [(s.kind, s.name) for s in r.verdict.steps]
-    assert steps == [("insmod", "kmodpy_prov"), ("insmod", "kmodpy_user"),
-                     ("rmmod", "kmodpy_user"), ("rmmod", "kmodpy_prov")]
+    # each on its own: the user loads with its provider around it, and both are judged apart
+    steps = [(s.group, s.kind, s.name) for s in r.verdict.steps]
+    assert steps == [("kmodpy_prov", "insmod", "kmodpy_prov"),
+                     ("kmodpy_prov", "rmmod", "kmodpy_prov"),
+                     ("kmodpy_user", "require", "kmodpy_prov"),
+                     ("kmodpy_user", "insmod", "kmodpy_user"),
+                     ("kmodpy_user", "rmmod", "kmodpy_user"),
+                     ("kmodpy_user", "unrequire", "kmodpy_prov")]
+    assert r.verdict.module_problems == {"kmodpy_prov": [], "kmodpy_user": []}
     assert any("answer=42" in k for k in r.verdict.step("insmod", "kmodpy_user").kernel)
+
+
+@pytest.mark.qemu
+@pytest.mark.headers
+def test_each_module_is_judged_on_its_own(modules, image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    job = tr.KernelTest("three", image.release, tuple(
+        modules[n] for n in ("kmodpy_param", "kmodpy_defer", "kmodpy_oops")), tmp_path / "three")
+    r = tr.run_one(job, tr.TestOptions(timeout=90, params=("nosuch=1",)))
+    v = r.verdict
+    assert r.status == "fail" and v is not None, r.error
+    assert v.module_problems["kmodpy_param"] == []
+    assert "-EPROBE_DEFER" in v.module_problems["kmodpy_defer"][0]
+    assert any("kernel reported" in p for p in v.module_problems["kmodpy_oops"])
+    assert ("kmodpy_defer", "rmmod skipped: it did not load") in v.skipped
+    assert "kmodpy_param: the kernel ignored unknown parameter 'nosuch'" in v.warnings
+    text = "\n".join(report_test.render_result(r, color=False))
+    assert "module kmodpy_param: ok" in text and "module kmodpy_defer: FAIL" in text
+    assert "skipped kmodpy_defer: rmmod skipped" in text
+    # --module picks one: only it is loaded
+    only = tr.run_one(job, tr.TestOptions(timeout=60, modules=("kmodpy_param",)))
+    assert only.status == "pass" and only.modules == ["kmodpy_param"], only.verdict
 
 
 @pytest.mark.qemu

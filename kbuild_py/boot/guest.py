@@ -38,6 +38,7 @@ class GuestModule:
     name: str  # the module name (as /sys/module and rmmod know it)
     file: str  # file name inside its directory of the initramfs
     params: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # other modules under test it needs loaded, in load order
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class GuestPlan:
     modules: Sequence[GuestModule]  # under test, loaded in order, removed in reverse
     deps: Sequence[GuestModule] = field(default_factory=tuple)  # loaded first, never removed
     script: bool = False  # run /kmod-py-script between load and unload
+    # Each module loaded, checked and unloaded on its own (its `requires` around it), its
+    # steps grouped under a `group NAME` marker so each is judged on its own.
+    separate: bool = False
 
 
 _PRELUDE = f"""#!/bin/busybox sh
@@ -90,25 +94,66 @@ def init_script(plan: GuestPlan) -> str:
     lines = [_PRELUDE.rstrip("\n")]
     for dep in plan.deps:
         lines.append(_insmod("dep", DEPS_DIR, dep))
-    lines.append("ok=1")
+    lines += _separately(plan) if plan.separate else _together(plan)
+    lines.append(_POSTLUDE.rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def _sysfs(mod: GuestModule, marker: str = "sysfs", absent_fails: bool = True) -> str:
+    fail = " ok=0;" if absent_fails else ""
+    return (f"if [ -d /sys/module/{mod.name} ]; then m {marker} {mod.name} present;"
+            f" else m {marker} {mod.name} absent;{fail} fi")
+
+
+def _together(plan: GuestPlan) -> list[str]:
+    lines = ["ok=1"]
     for mod in plan.modules:
         lines.append(f"{_insmod('insmod', MODULE_DIR, mod)} || ok=0")
-        lines.append(
-            f"if [ -d /sys/module/{mod.name} ]; then m sysfs {mod.name} present;"
-            f" else m sysfs {mod.name} absent; ok=0; fi"
-        )
+        lines.append(_sysfs(mod))
     lines.append('m taint loaded "$(cat /proc/sys/kernel/tainted)"')
     lines.append('if [ "$ok" = 1 ]; then')
     if plan.script:
         lines.append(f"    step script - sh /{SCRIPT_PATH}")
     for mod in reversed(plan.modules):
         lines.append(f"    step rmmod {mod.name} rmmod {mod.name}")
-        lines.append(
-            f"    if [ -d /sys/module/{mod.name} ]; then m sysfs-after {mod.name} present;"
-            f" else m sysfs-after {mod.name} absent; fi"
-        )
+        lines.append("    " + _sysfs(mod, "sysfs-after", absent_fails=False))
     lines.append("else")
-    lines.append("    m skipped - 'load failed: script and rmmod skipped'")
+    for mod in reversed(plan.modules):
+        lines.append(f"    m skipped {mod.name} 'rmmod skipped: a module did not load'")
+    if plan.script:
+        lines.append("    m skipped - 'script skipped: a module did not load'")
     lines.append("fi")
-    lines.append(_POSTLUDE.rstrip("\n"))
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _separately(plan: GuestPlan) -> list[str]:
+    by_name = {m.name: m for m in plan.modules}
+    lines: list[str] = []
+    for mod in plan.modules:
+        reqs = [by_name[r] for r in mod.requires if r in by_name]
+        lines.append(f"m group {mod.name} begin")
+        lines.append("ok=1")
+        for r in reqs:
+            lines.append(f"{_insmod('require', MODULE_DIR, r)} || ok=0")
+        lines.append('if [ "$ok" = 1 ]; then')
+        lines.append(f"    {_insmod('insmod', MODULE_DIR, mod)} || ok=0")
+        lines.append("    " + _sysfs(mod))
+        lines.append("else")
+        lines.append(f"    m skipped {mod.name} 'insmod skipped: a module it needs did not load'")
+        lines.append("fi")
+        lines.append(f'm taint loaded-{mod.name} "$(cat /proc/sys/kernel/tainted)"')
+        lines.append('if [ "$ok" = 1 ]; then')
+        if plan.script:
+            lines.append(f"    step script {mod.name} sh /{SCRIPT_PATH}")
+        lines.append(f"    step rmmod {mod.name} rmmod {mod.name}")
+        lines.append("    " + _sysfs(mod, "sysfs-after", absent_fails=False))
+        lines.append("else")
+        why = "it did not load" if not reqs else "it or a module it needs did not load"
+        lines.append(f"    m skipped {mod.name} 'rmmod skipped: {why}'")
+        lines.append("fi")
+        for r in reversed(reqs):
+            lines.append(f"if [ -d /sys/module/{r.name} ]; then step unrequire {r.name} "
+                         f"rmmod {r.name}; fi")
+        lines.append(f"m group {mod.name} end")
+    lines.append('m taint loaded "$(cat /proc/sys/kernel/tainted)"')
+    return lines

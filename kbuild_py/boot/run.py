@@ -38,6 +38,7 @@ class TestOptions:
     accel: str = "auto"
     memory_mb: int = 512
     compress: bool = False  # gzip saves disk, costs boot time under TCG
+    modules: tuple[str, ...] = ()  # --module: test only these (each on its own); () = all
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,18 @@ class TestResult:
         return self.status == "pass"
 
 
-def find_busybox(fetch_deb: Callable[[str], Path] | None = None) -> Path:
-    """A statically linked busybox: the host's (from busybox-static), else Debian's package."""
+def find_busybox(fetch_deb: Callable[[str], Path] | None = None, mirror: str | None = None
+                 ) -> Path:
+    """A statically linked busybox: the host's (from busybox-static), else Debian's package
+    (from `mirror`, authenticated)."""
     for cand in (Path("/bin/busybox"), Path("/usr/bin/busybox")):
         if cand.is_file() and _is_static(cand):
             return cand
     dest = cache_dir() / "busybox-static"
     exe = dest / "bin" / "busybox"
     if not exe.is_file():
-        deb = (fetch_deb or linuximage.fetch_deb)("busybox-static")
+        deb = fetch_deb("busybox-static") if fetch_deb else linuximage.fetch_deb(
+            "busybox-static", mirror=mirror)
         extract_deb(deb, dest)
     if not exe.is_file() or not _is_static(exe):
         raise InfraError("no static busybox found", "install busybox-static")
@@ -121,6 +125,32 @@ def load_order(needs: dict[str, list[str]]) -> list[str]:
     return order
 
 
+def choose_modules(order: list[str], names: Sequence[str]) -> list[str]:
+    """The modules --module names (in load order), or all; an unknown name is refused."""
+    if not names:
+        return order
+    norm = {n.replace("-", "_"): n for n in names}
+    unknown = [n for k, n in norm.items() if k not in order]
+    if unknown:
+        raise UsageError(
+            f"--module {', '.join(unknown)}: not among the modules built: {', '.join(order)}",
+            "name a built module (without .ko)",
+        )
+    return [n for n in order if n in norm]
+
+
+def requires(name: str, needs: dict[str, list[str]], order: list[str]) -> tuple[str, ...]:
+    """The other modules under test `name` needs loaded first (transitively), in load order."""
+    seen: set[str] = set()
+    todo = [moddeps.module_name(d) for d in needs.get(name, [])]
+    while todo:
+        dep = todo.pop()
+        if dep in needs and dep not in seen and dep != name:
+            seen.add(dep)
+            todo += [moddeps.module_name(d) for d in needs[dep]]
+    return tuple(n for n in order if n in seen)
+
+
 def prepare(
     modules: Sequence[Path], image: KernelImage, opts: TestOptions, busybox: Path
 ) -> Prepared:
@@ -135,7 +165,12 @@ def prepare(
         name = (info.get("name") or [moddeps.module_name(path)])[0]
         needs[name] = moddeps.depends(info)
         files[f"{guest.MODULE_DIR}/{name}.ko.gz"] = guest.pack_module(elf)
-    mods = [guest.GuestModule(n, f"{n}.ko.gz", tuple(opts.params)) for n in load_order(needs)]
+    order = load_order(needs)
+    chosen = choose_modules(order, opts.modules)
+    mods = [
+        guest.GuestModule(n, f"{n}.ko.gz", tuple(opts.params), requires(n, needs, order))
+        for n in chosen
+    ]
     wanted = [d for ds in needs.values() for d in ds if moddeps.module_name(d) not in needs]
     tree = moddeps.ModuleTree(image.module_files(), image.release)
     deps = tree.resolve(wanted, moddeps.builtin_names(image.modules_dir))
@@ -146,7 +181,8 @@ def prepare(
         if not opts.script.is_file():
             raise UsageError(f"script not found: {opts.script}")
         files[guest.SCRIPT_PATH] = opts.script.read_bytes()
-    plan = guest.GuestPlan(tuple(mods), tuple(gdeps), script=opts.script is not None)
+    plan = guest.GuestPlan(tuple(mods), tuple(gdeps), script=opts.script is not None,
+                           separate=len(mods) > 1 or bool(opts.modules))
     return Prepared(plan, files)
 
 
@@ -163,7 +199,7 @@ def run_one(
     result = TestResult(job.label, job.release, "error")
     try:
         image = fetch(job.release, job.suite, job.mirror)
-        prep = prepare(job.modules, image, opts, busybox or find_busybox())
+        prep = prepare(job.modules, image, opts, busybox or find_busybox(mirror=job.mirror))
         result.modules = [m.name for m in prep.plan.modules]
         result.deps = [d.name for d in prep.plan.deps]
         init = guest.init_script(prep.plan)
@@ -204,7 +240,7 @@ def run_all(
     **kw,  # type: ignore[no-untyped-def]
 ) -> list[TestResult]:
     """run_one for every job, `parallel` at a time; results in job order."""
-    busybox = kw.pop("busybox", None) or find_busybox()
+    busybox = kw.pop("busybox", None) or find_busybox(mirror=jobs[0].mirror if jobs else None)
 
     def one(job: KernelTest) -> TestResult:
         res = run_one(job, opts, busybox=busybox, **kw)

@@ -28,6 +28,18 @@ _KERNEL_REASON = re.compile(
     r"|no symbol version|Required key|rejected|Unknown parameter|out of memory",
 )
 _ERRNO_NAME = {os.strerror(n): name for n, name in errno.errorcode.items()}
+# include/linux/errno.h: kernel-internal values a module's init may return; libc knows them
+# only as "Unknown error N".
+KERNEL_ERRNO = {
+    512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND", 515: "ENOIOCTLCMD",
+    516: "ERESTART_RESTARTBLOCK", 517: "EPROBE_DEFER", 518: "EOPENSTALE", 519: "ENOPARAM",
+    521: "EBADHANDLE", 522: "ENOTSYNC", 523: "EBADCOOKIE", 524: "ENOTSUPP", 525: "ETOOSMALL",
+    526: "ESERVERFAULT", 527: "EBADTYPE", 528: "EJUKEBOX", 529: "EIOCBQUEUED",
+    530: "ERECALLCONFLICT",
+}
+_UNKNOWN_ERRNO = re.compile(r"Unknown error (\d+)$")
+# kernel/params.c: "<module>: unknown parameter '<name>' ignored"
+_IGNORED_PARAM = re.compile(r"(\S+): unknown parameter '([^']*)' ignored")
 EXCERPT_LINES = 30
 
 
@@ -40,8 +52,9 @@ def taint_letters(mask: int) -> str:
 
 @dataclass
 class Step:
-    kind: str  # dep, insmod, rmmod, script
+    kind: str  # dep, require, insmod, rmmod, unrequire, script
     name: str  # module name, or "-"
+    group: str = "-"  # the module under test this step belongs to (separate loading)
     rc: int | None = None  # None: began and never ended
     output: list[str] = field(default_factory=list)  # what the command printed
     kernel: list[str] = field(default_factory=list)  # kernel lines seen meanwhile
@@ -60,6 +73,10 @@ class Verdict:
     taint_end: int | None = None  # after unloading (a WARNING at rmmod adds W here)
     excerpt: list[str] = field(default_factory=list)
     finished: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (module or "-", why)
+    warnings: list[str] = field(default_factory=list)  # e.g. a parameter the kernel ignored
+    groups: list[str] = field(default_factory=list)  # modules tested one at a time
+    module_problems: dict[str, list[str]] = field(default_factory=dict)  # per group
 
     @property
     def passed(self) -> bool:
@@ -74,6 +91,9 @@ class Verdict:
 
 
 def _errno_name(text: str) -> str:
+    m = _UNKNOWN_ERRNO.search(text)
+    if m and int(m.group(1)) in KERNEL_ERRNO:
+        return f"{text} (-{KERNEL_ERRNO[int(m.group(1))]})"
     for msg, name in _ERRNO_NAME.items():
         if text.endswith(msg):
             return f"{text} (-{name})"
@@ -108,6 +128,7 @@ class _Parser:
         self.current: Step | None = None
         self.kernel: list[str] = []  # every non-marker line with its index in `lines`
         self.first_problem: int | None = None
+        self.group = "-"
 
     def feed(self, index: int, line: str) -> None:
         text, marker = _split(line)
@@ -128,8 +149,14 @@ class _Parser:
         rest = " ".join(parts[2:]) if len(parts) > 2 else ""
         v = self.v
         if kind == "begin" and len(parts) >= 3:
-            self.current = Step(kind=parts[1], name=parts[2])
+            self.current = Step(kind=parts[1], name=parts[2], group=self.group)
             v.steps.append(self.current)
+        elif kind == "group":
+            self.group = name if rest == "begin" else "-"
+            if rest == "begin":
+                v.groups.append(name)
+        elif kind == "skipped":
+            v.skipped.append((name, rest.strip("'")))
         elif kind == "out" and self.current is not None and len(parts) >= 3:
             self.current.output.append(marker.split(" ", 3)[3] if len(parts) > 3 else "")
         elif kind == "kmsg" and self.current is not None and len(parts) >= 3:
@@ -208,8 +235,40 @@ def parse_console(
         tail = [ln for ln in lines[start:] if ln.strip() and MARK not in ln]
         v.excerpt = tail[-EXCERPT_LINES:]
     v.problems = problems + v.problems
+    v.warnings = _ignored_params(v)
+    v.module_problems = _group_problems(v)
     v.status = "timeout" if timed_out else ("pass" if not v.problems else "fail")
     return v
+
+
+def _ignored_params(v: Verdict) -> list[str]:
+    out = []
+    for s in v.steps:
+        for k in s.kernel:
+            m = _IGNORED_PARAM.search(k)
+            if m:
+                w = f"{m.group(1)}: the kernel ignored unknown parameter '{m.group(2)}'"
+                if w not in out:
+                    out.append(w)
+    return out
+
+
+def _group_problems(v: Verdict) -> dict[str, list[str]]:
+    """Each separately tested module's own problems: its failed steps, and what the kernel
+    reported while its steps ran (an oops during one module's init fails that module)."""
+    out: dict[str, list[str]] = {}
+    for g in v.groups:
+        mine = [s for s in v.steps if s.group == g]
+        probs = [p for p in _step_problems(Verdict("fail", steps=mine, sysfs=v.sysfs), [g])]
+        bad = next((k for s in mine for k in s.kernel if PROBLEM.search(k)), None)
+        if bad is not None:
+            probs.append(f"kernel reported: {_strip_time(bad).strip()}")
+        if mine and mine[-1].rc is None:
+            probs.append(f"{mine[-1].kind} {mine[-1].name} never returned")
+        if not any(s.kind == "insmod" for s in mine):
+            probs += [why for name, why in v.skipped if name == g]
+        out[g] = probs
+    return out
 
 
 def _step_problems(v: Verdict, modules: list[str]) -> list[str]:
@@ -217,7 +276,9 @@ def _step_problems(v: Verdict, modules: list[str]) -> list[str]:
     for s in v.steps:
         if s.rc in (None, 0):
             continue
-        what = {"dep": "in-kernel dependency", "script": "script"}.get(s.kind, s.kind)
+        what = {"dep": "in-kernel dependency", "script": "script",
+                "require": "required module", "unrequire": "rmmod of required module"}.get(
+            s.kind, s.kind)
         if s.kind == "script":
             problems.append(f"script exited {s.rc}" + (f": {s.output[-1]}" if s.output else ""))
         else:

@@ -21,6 +21,11 @@ def test(
         "--ko", help="Test this prebuilt .ko instead of building PATH.")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Module parameter NAME=VALUE for insmod.")] = None,
+    module: Annotated[list[str] | None, typer.Option(
+        "--module", "-m", help="Test only this module (repeatable); each is loaded and "
+        "unloaded on its own.")] = None,
+    make_var: Annotated[list[str] | None, typer.Option(
+        "--make-var", help="Extra make variable NAME=VALUE for the build.")] = None,
     script: Annotated[Path | None, typer.Option(
         "--script", help="Shell script run in the guest after insmod; exit code counts.")] = None,
     timeout: Annotated[float | None, typer.Option(
@@ -35,8 +40,12 @@ def test(
     """Boot each target kernel in QEMU, load the module, and judge the kernel's log."""
     from kbuild_py.boot import run as tr
     from kbuild_py.errors import UsageError
+    from kbuild_py.makevars import parse_make_vars
     from kbuild_py.report import test as rt
 
+    make_vars = parse_make_vars(make_var or [])
+    if ko and make_vars:
+        raise UsageError("--make-var with --ko: nothing is built", "drop one of them")
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {accel!r}", "use auto, kvm or tcg")
     report_file(junit, "--junit")
@@ -54,7 +63,12 @@ def test(
         test_jobs, failed = _prebuilt_jobs(ko, kernel or [], mirror)
     else:
         base, project_params, project_script, project_timeout, test_jobs, failed = _build(
-            path, kernel or [], mirror, jobs, say)
+            path, kernel or [], mirror, jobs, say, make_vars)
+    built = {k.name.split(".ko")[0].replace("-", "_") for j in test_jobs for k in j.modules}
+    unknown = [m for m in module or () if built and m.replace("-", "_") not in built]
+    if unknown:
+        raise UsageError(f"--module {', '.join(unknown)}: not among the modules built: "
+                         f"{', '.join(sorted(built))}", "name a built module (without .ko)")
     if project_script is not None and not project_script.is_file():
         raise UsageError(f"kmod.toml [test] script {project_script}: no such file",
                          "fix the path (relative to the module directory)")
@@ -63,6 +77,7 @@ def test(
         script=script or project_script,
         timeout=timeout or project_timeout or tr.DEFAULT_TIMEOUT,
         accel=accel,
+        modules=tuple(module or ()),
     )
     lock = threading.Lock()
 
@@ -110,7 +125,8 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
             for label, rel, suite in pairs], []
 
 
-def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  # type: ignore[no-untyped-def]
+def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say,  # type: ignore[no-untyped-def]
+           make_vars: dict[str, str]):
     from kbuild_py.boot import run as tr
     from kbuild_py.build import plan
     from kbuild_py.build.run import build_all
@@ -121,7 +137,7 @@ def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say):  #
     project = load_project(project_dir)
     targets = resolve_targets(specs, None, project.kernels, mirror=mirror, progress=say)
     opts = plan.BuildOptions(
-        make_vars=dict(project.make_vars),
+        make_vars={**project.make_vars, **make_vars},
         expected_modules=project.modules,
         follow_dkms_conf=project.follow_dkms_conf,
     )

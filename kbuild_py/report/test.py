@@ -73,6 +73,14 @@ def render_result(
                 out.append(f"    ... {len(said) - STEP_LINES} more kernel lines (console log)")
             if s.kind == "insmod" and s.name in v.sysfs:
                 out.append(f"  /sys/module/{s.name}: {v.sysfs[s.name]}")
+        for name, why in v.skipped:
+            out.append(f"  skipped{'' if name == '-' else ' ' + name}: {why}")
+        for g in v.groups:
+            probs = v.module_problems.get(g, [])
+            state = paint("ok", "green", color) if not probs else paint("FAIL", "red", color)
+            out.append(f"  module {g}: {state}" + (f": {probs[0]}" if probs else ""))
+            out += [f"    {p}" for p in probs[1:]]
+        out += [f"  warning: {w}" for w in v.warnings]
         out += [f"  problem: {p}" for p in v.problems]
         if v.excerpt and not v.passed:
             out.append("  log excerpt:")
@@ -110,10 +118,13 @@ def to_dict(r: TestResult, base: Path | None = None) -> dict[str, Any]:
             "problems": v.problems, "taint": v.taint, "taint_flags": v.taint_text,
             "taint_at_end": v.taint_end,
             "guest_uptime_at_init": v.init_uptime, "guest_release": v.release,
-            "sysfs": v.sysfs, "excerpt": v.excerpt,
+            "sysfs": v.sysfs, "excerpt": v.excerpt, "warnings": v.warnings,
+            "skipped": [{"module": n, "reason": why} for n, why in v.skipped],
+            "per_module": {g: {"ok": not v.module_problems.get(g),
+                               "problems": v.module_problems.get(g, [])} for g in v.groups},
             "steps": [
-                {"step": s.kind, "name": s.name, "exit": s.rc, "output": s.output,
-                 "kernel": s.kernel}
+                {"step": s.kind, "name": s.name, "module": s.group, "exit": s.rc,
+                 "output": s.output, "kernel": s.kernel}
                 for s in v.steps
             ],
         })
