@@ -358,6 +358,9 @@ def test_explain_with_two_fake_kernels(tmp_path: Path) -> None:
     assert "struct fake_ops.probe (ops-member) at m.c:3" in text
     assert "include/linux/fake.h:6  int (*probe)(struct device *d, int x);" in text
     assert "fake_create: the same in every kernel" in text
+    assert text.startswith(
+        "  explain: compared with the headers of 6.1.10-x (6.1.10), 6.6.0-x (6.6.0)"
+    )
     assert "no kernel at hand declares my_typo (m.c:6): left unexplained" in text
     doc = render.to_json(out)
     assert doc[1]["kernels"][1] == {

@@ -148,7 +148,7 @@ def _get_app() -> typer.Typer:
     if found is None:
         found = globals()["app"] = _make_app()
         # Importing a command module registers its command(s) on `app`.
-        from kbuild_py.cli import build, check, kernels, keygen, new, sign, test  # noqa: F401
+        from kbuild_py.cli import build, check, explain, kernels, keygen, new, sign, test  # noqa: F401
     return found
 
 

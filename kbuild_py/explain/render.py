@@ -40,7 +40,7 @@ def _lookup_lines(lk: Lookup, width: int, failing: str | None, indent: str) -> l
     if lk.declaration is None:
         return [head + ("absent" + (f" ({lk.note})" if lk.note else ""))]
     body = _declaration_lines(lk.declaration, len(head))
-    extra = f"  (+{lk.others} more)" if lk.others else ""
+    extra = f"  (+{lk.others} other declaration{'s' if lk.others > 1 else ''})" if lk.others else ""
     return [head + body[0] + extra, *body[1:]]
 
 
@@ -54,7 +54,7 @@ def render_text(explanations: Sequence[Explanation], indent: str = "  ") -> list
     unknown = [e for e in explanations if e.verdict == "unknown"]
     kernels = {lk.kernel.release: lk.kernel for e in explanations for lk in e.lookups}
     names = ", ".join(_kernel_label(k) for k in sorted(kernels.values(), key=lambda k: k.code))
-    out = [f"{indent}explain: kernel API drift, from the headers of {names or 'no kernel'}"]
+    out = [f"{indent}explain: compared with the headers of {names or 'no kernel'}"]
     width = max((len(_kernel_label(k)) for k in kernels.values()), default=0)
     for e in drift:
         m = e.mention
@@ -137,3 +137,31 @@ def to_json(explanations: Sequence[Explanation]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def render_reports(reports: Sequence[Any]) -> list[str]:
+    """`kmod-py explain`: each kernel's outcome, and the explanations of a failed build."""
+    out: list[str] = []
+    for r in reports:
+        head = f"kernel {r.release} ({r.spec})"
+        if r.built:
+            out.append(f"{head}: builds, nothing to explain")
+            continue
+        status = "no finished build" if r.exit is None else f"build failed (make exit {r.exit})"
+        out.append(f"{head}: {status}; log: {r.log}")
+        out += render_text(r.explanations) or ["  no kernel identifier in its errors"]
+    return out
+
+
+def reports_json(reports: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "kernel": r.spec,
+            "release": r.release,
+            "built": r.built,
+            "exit": r.exit,
+            "log": str(r.log),
+            "explanation": to_json(r.explanations),
+        }
+        for r in reports
+    ]

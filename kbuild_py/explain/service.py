@@ -8,8 +8,11 @@ image gone) is skipped and said so; it never turns an explanation into a failure
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +110,91 @@ def explain_log(
     run: Grep = grep,
 ) -> list[Explanation]:
     """Explain the diagnostics of one build log (make ran in source_root)."""
+    return explain(diagnostics.mentions(_read_lines(log), source_root), trees, failing, run)
+
+
+class Explainer:
+    """Explains failed builds against one set of kernels (the matrix, `--explain-with`, and
+    the kernels already here); their header trees are found once, on first use, so a build
+    where everything compiles pays nothing. Thread-safe: builds finish on worker threads."""
+
+    def __init__(
+        self, targets: Sequence[Any], say: Say | None = None, known: bool = True, run: Grep = grep
+    ) -> None:
+        self._targets = list(targets)
+        self._say, self._known, self._run = say, known, run
+        self._trees: list[HeaderTree] | None = None
+        self._lock = threading.Lock()
+
+    def trees(self) -> list[HeaderTree]:
+        with self._lock:
+            if self._trees is None:
+                mine = trees_for_targets(self._targets, self._say)
+                self._trees = merge(mine, known_trees() if self._known else [])
+            return self._trees
+
+    def explain_build(self, log: Path, outdir: Path, release: str) -> list[Explanation]:
+        """The explanations of one kernel's failed build (its build.log, made in outdir)."""
+        lines = _read_lines(log)
+        found = diagnostics.mentions(lines, outdir)
+        if not found:
+            return []
+        return explain(found, self.trees(), release, self._run)
+
+
+def _read_lines(log: Path) -> list[str]:
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        return log.read_text(errors="replace").splitlines()
     except OSError:
         return []
-    return explain(diagnostics.mentions(lines, source_root), trees, failing, run)
+
+
+def log_exit(log: Path) -> int | None:
+    """The make exit status a kmod-py build.log records on its last line (`# exit N`)."""
+    lines = _read_lines(log)
+    for line in reversed(lines[-3:]):
+        m = re.match(r"# exit (-?\d+)", line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+@dataclass
+class KernelReport:
+    """One kernel of `kmod-py explain`: whether the project builds there, and why not."""
+
+    spec: str
+    release: str
+    log: Path
+    exit: int | None  # make's exit status from the log; None: no finished build
+    explanations: list[Explanation] = field(default_factory=list)
+
+    @property
+    def built(self) -> bool:
+        return self.exit == 0
+
+
+# build(target) runs one build of the project for a target and returns its (log, outdir).
+BuildOne = Callable[[Any], tuple[Path, Path]]
+
+
+def explain_project(
+    targets: Sequence[Any],
+    outdir_for: Callable[[Any], Path],
+    explainer: Explainer,
+    build: BuildOne,
+    rebuild: bool = False,
+) -> list[KernelReport]:
+    """For each target: the last build's log (or a fresh build when there is none, or when
+    rebuild), and the explanations of its errors when it failed."""
+    reports = []
+    for t in targets:
+        outdir = outdir_for(t)
+        log = outdir / "build.log"
+        if rebuild or log_exit(log) is None:
+            log, outdir = build(t)
+        rep = KernelReport(t.spec, t.release, log, log_exit(log))
+        if not rep.built:
+            rep.explanations = explainer.explain_build(log, outdir, t.release)
+        reports.append(rep)
+    return reports
