@@ -82,6 +82,18 @@ def test_ops_member_without_readable_source_keeps_the_member_name() -> None:
     assert (m.identifier, m.container, m.kind) == ("remove", None, "ops-member")
 
 
+def test_ops_member_inside_an_anonymous_union(tmp_path: Path) -> None:
+    (tmp_path / "m.c").write_text("static struct platform_driver drv = {\n")
+    lines = [
+        "m.c:40:19: error: initialization of 'void (*)(struct platform_device *)' from "
+        "incompatible pointer type 'int (*)(struct platform_device *)' "
+        "[-Wincompatible-pointer-types]",
+        "m.c:40:19: note: (near initialization for 'drv.<anonymous>.remove')",
+    ]
+    (m,) = diagnostics.mentions(lines, tmp_path)
+    assert m.name == "struct platform_driver.remove"
+
+
 def test_variable_type_of_an_initialized_struct() -> None:
     src = "static const struct file_operations fops = {\n.owner = THIS_MODULE,\n};\n"
     assert diagnostics.variable_type(src, "fops") == "struct file_operations"

@@ -62,7 +62,8 @@ _INCOMPATIBLE_INIT = re.compile(
     rf"initialization of {_O}(?P<want>[^'’]+){_C}(?: {{aka [^}}]*}})? from incompatible "
     rf"pointer type {_O}(?P<have>[^'’]+){_C}"
 )
-_NEAR_INIT = re.compile(rf"\(near initialization for {_O}(?P<var>\w+)\.(?P<path>[\w.]+){_C}\)")
+# `drv.remove`, `drv.<anonymous>.remove` (a member inside an anonymous union, 6.12's .remove)
+_NEAR_INIT = re.compile(rf"\(near initialization for {_O}(?P<var>\w+)\.(?P<path>[\w.<>]+){_C}\)")
 _OWN_NOTE = re.compile(r"(?:declared here|previous (?:declaration|definition)|defined here)")
 _MODPOST_UNDEF = re.compile(r'"(?P<name>[A-Za-z_]\w*)" \[[^\]]*\] undefined!')
 _MODPOST_GPL = re.compile(rf"uses GPL-only symbol {_Q}")
@@ -185,7 +186,8 @@ def _ops_mention(
     read: SourceReader,
 ) -> Mention:
     file, num, text, want, have = init
-    var, path = near.group("var"), near.group("path")
+    var = near.group("var")
+    path = ".".join(p for p in near.group("path").split(".") if p != "<anonymous>")
     src_path = Path(file) if file.startswith("/") or source_root is None else source_root / file
     source = read(src_path)
     container = variable_type(source, var) if source else None
