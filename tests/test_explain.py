@@ -94,10 +94,30 @@ def test_ops_member_inside_an_anonymous_union(tmp_path: Path) -> None:
     assert m.name == "struct platform_driver.remove"
 
 
+def test_member_assignment_from_an_incompatible_pointer(tmp_path: Path) -> None:
+    """vpoll-dkms: `vpoll_class->devnode = vpoll_devnode;` where devnode became const."""
+    (tmp_path / "vpoll.c").write_text(
+        "static struct class *vpoll_class;\n\nstatic int f(void)\n{\n"
+        "\t\tvpoll_class->devnode = vpoll_devnode;\n}\n"
+    )
+    lines = [
+        "vpoll.c:5:38: error: assignment to 'char * (*)(const struct device *, umode_t *)' "
+        "{aka 'char * (*)(const struct device *, short unsigned int *)'} from incompatible "
+        "pointer type 'char * (*)(struct device *, umode_t *)' {aka 'char * (*)(struct device "
+        "*, short unsigned int *)'} [-Wincompatible-pointer-types]",
+    ]
+    (m,) = diagnostics.mentions(lines, tmp_path)
+    assert (m.name, m.kind) == ("struct class.devnode", "ops-member")
+
+
 def test_variable_type_of_an_initialized_struct() -> None:
     src = "static const struct file_operations fops = {\n.owner = THIS_MODULE,\n};\n"
     assert diagnostics.variable_type(src, "fops") == "struct file_operations"
     assert diagnostics.variable_type("int fops = 1;", "fops") is None
+    assert diagnostics.variable_type("static struct class *cls;", "cls") == "struct class"
+    assert (
+        diagnostics.variable_type("int f(struct hid_device *hdev)", "hdev") == "struct hid_device"
+    )
 
 
 def test_modpost_objtool_clang_and_member_lines() -> None:

@@ -59,6 +59,12 @@ DRIFT: dict[str, tuple[tuple[int, int], tuple[str, str] | None, tuple[str, str] 
         ("member", "int (*remove)(struct platform_device *);"),
         ("member", "void (*remove)(struct platform_device *);"),
     ),
+    # ops member's argument type changed (6.2), assigned at run time in vpoll-dkms
+    "struct class.devnode": (
+        (6, 2),
+        ("member", "char *(*devnode)(struct device *dev, umode_t *mode);"),
+        ("member", "char *(*devnode)(const struct device *dev, umode_t *mode);"),
+    ),
     # ops member signature changed (6.12)
     "struct hid_driver.report_fixup": (
         (6, 12),
@@ -204,4 +210,5 @@ def test_real_debian_dkms_source_vpoll(tmp_path: Path, kernels: list[str], debia
     assert [r["built"] for r in reports] == [True, False]
     found = {e["name"]: e for e in reports[1]["explanation"]}
     check_drift(found["class_create"], "class_create")
+    check_drift(found["struct class.devnode"], "struct class.devnode")
     assert found["class_create"]["message"].startswith("vpoll.c:")

@@ -141,6 +141,13 @@ class Explainer:
             return []
         return explain(found, self.trees(), release, self._run)
 
+    def explain_result(self, res: Any) -> list[Explanation]:
+        """A kernel's BuildResult: explained when make ran and failed (not for an
+        infrastructure error or a timeout, whose log says nothing about the kernel's API)."""
+        if res.error is not None or res.timed_out or res.returncode in (0, -1):
+            return []
+        return self.explain_build(res.log_path, res.outdir, res.target.release)
+
 
 def _read_lines(log: Path) -> list[str]:
     try:
