@@ -477,3 +477,24 @@ def test_lookups_in_real_61_headers(host_kdir: Path) -> None:
     assert d is not None
     real = (Path(tree.roots[0][1]) / d.file).read_text().splitlines()[d.line - 1]
     assert real.startswith("#define class_create(owner, name)")
+
+
+def test_cli_explain_refuses_a_directory_without_a_module(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kbuild_py.cli import app
+
+    res = CliRunner().invoke(app, ["explain", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "error:" in res.output
+
+
+def test_log_exit_reads_kmod_pys_last_line(tmp_path: Path) -> None:
+    from kbuild_py.explain.service import log_exit
+
+    log = tmp_path / "build.log"
+    assert log_exit(log) is None
+    log.write_text("# kernel x\nmake: *** [x] Error 2\n# exit 2\n")
+    assert log_exit(log) == 2
+    log.write_text("# kernel x\n  CC [M]  m.o\n")  # interrupted: no exit line
+    assert log_exit(log) is None

@@ -212,3 +212,25 @@ def test_real_debian_dkms_source_vpoll(tmp_path: Path, kernels: list[str], debia
     check_drift(found["class_create"], "class_create")
     check_drift(found["struct class.devnode"], "struct class.devnode")
     assert found["class_create"]["message"].startswith("vpoll.c:")
+
+
+def test_build_shows_the_explanation_under_the_failed_kernel(
+    tmp_path: Path, debian_targets
+) -> None:  # type: ignore[no-untyped-def]
+    project = _project(tmp_path, "drift_old.c")
+    proc = kmod_py("build", "--kernel", "debian:trixie-backports", "--json", cwd=project)
+    assert proc.returncode == 1, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    found = {e["name"]: e for e in result["explanation"]}
+    check_drift(found["strlcpy"], "strlcpy")
+    check_drift(found["struct hid_driver.report_fixup"], "struct hid_driver.report_fixup")
+    # the live view (stderr under --json) prints it under the kernel's result, before the log
+    err = proc.stderr
+    head = err.index(f"kernel {result['release']} (debian:trixie-backports")
+    assert head < err.index("  explain: compared with the headers of") < err.index("  full log:")
+    assert "  no_llseek (identifier) at drift_old.c:56" in err
+    off = kmod_py(
+        "build", "--kernel", "debian:trixie-backports", "--json", "--no-explain", cwd=project
+    )
+    assert off.returncode == 1 and json.loads(off.stdout)[0]["explanation"] == []
+    assert "explain:" not in off.stderr
