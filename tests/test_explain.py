@@ -498,3 +498,26 @@ def test_log_exit_reads_kmod_pys_last_line(tmp_path: Path) -> None:
     assert log_exit(log) == 2
     log.write_text("# kernel x\n  CC [M]  m.o\n")  # interrupted: no exit line
     assert log_exit(log) is None
+
+
+def test_lookups_are_remembered_per_tree_and_only_new_names_are_grepped(tmp_path: Path) -> None:
+    from kbuild_py.explain.headers import HeaderIndex
+
+    tree = _fake_tree(tmp_path / "a", (6, 1, 10), HEADER)
+    asked: list[list[str]] = []
+
+    def counting(dirs: Sequence[Path], names: Sequence[str]) -> list[tuple[Path, int, str]]:
+        asked.append(list(names))
+        return fake_grep(dirs, names)
+
+    store = tmp_path / "store.json"
+    first = HeaderIndex(tree, counting, store)
+    m1 = [Mention("fake_create", "function", ""), Mention("nope", "function", "")]
+    assert lookup_all(tree, m1, counting, first)[0].declaration is not None
+    lookup_all(tree, m1, counting, first)  # the same names again: no grep
+    assert asked == [["fake_create", "nope"]]
+    second = HeaderIndex(tree, counting, store)  # a later run, from the store
+    got = lookup_all(tree, [*m1, Mention("FAKE_NONE", "identifier", "")], counting, second)
+    assert asked == [["fake_create", "nope"], ["FAKE_NONE"]]
+    assert [lk.declaration is not None for lk in got] == [True, False, True]
+    assert got[0].declaration == first.declarations("fake_create")[0]

@@ -19,8 +19,17 @@ from typing import Any
 from kbuild_py.errors import KmodError
 from kbuild_py.explain import diagnostics
 from kbuild_py.explain.drift import compare
-from kbuild_py.explain.headers import Grep, HeaderTree, grep, header_tree, lookup_all
+from kbuild_py.explain.headers import (
+    Grep,
+    HeaderIndex,
+    HeaderTree,
+    grep,
+    header_tree,
+    lookup_all,
+    store_key,
+)
 from kbuild_py.explain.model import Explanation, Lookup, Mention
+from kbuild_py.paths import cache_dir
 from kbuild_py.process import signals_to_main_thread
 
 Say = Callable[[str], None]
@@ -58,6 +67,11 @@ def trees_for_targets(targets: Iterable[Any], say: Say | None = None) -> list[He
     return out
 
 
+def lookup_store(tree: HeaderTree) -> Path:
+    """Where the lookups in one kernel tree are remembered between runs."""
+    return cache_dir() / "explain" / f"{tree.kernel.release}-{store_key(tree)}.json"
+
+
 def known_trees() -> list[HeaderTree]:
     """Kernels whose headers are here already: /lib/modules/*/build and earlier image copies."""
     from kbuild_py.explain.imageheaders import cached_header_dirs
@@ -86,15 +100,20 @@ def explain(
     trees: Sequence[HeaderTree],
     failing: str | None = None,
     run: Grep = grep,
+    indexes: dict[str, HeaderIndex] | None = None,
 ) -> list[Explanation]:
-    """Each mention looked up in every tree (one grep per tree) and compared."""
+    """Each mention looked up in every tree (one grep per tree) and compared. indexes: what
+    earlier lookups found, per release."""
     if not mentions or not trees:
         return [Explanation(m, failing=failing) for m in mentions]
-    # One grep per kernel; they run side by side (grep is I/O and a separate process).
+    # One grep per kernel at most; they run side by side (grep is a separate process).
+    known = indexes or {}
     with ThreadPoolExecutor(
         max_workers=min(4, len(trees)), initializer=signals_to_main_thread
     ) as pool:
-        per_tree = list(pool.map(lambda tree: lookup_all(tree, mentions, run), trees))
+        per_tree = list(
+            pool.map(lambda t: lookup_all(t, mentions, run, known.get(t.kernel.release)), trees)
+        )
     out = []
     for i, mention in enumerate(mentions):
         lookups: list[Lookup] = [found[i] for found in per_tree]
@@ -124,6 +143,7 @@ class Explainer:
         self._targets = list(targets)
         self._say, self._known, self._run = say, known, run
         self._trees: list[HeaderTree] | None = None
+        self._indexes: dict[str, HeaderIndex] = {}
         self._lock = threading.Lock()
 
     def trees(self) -> list[HeaderTree]:
@@ -131,6 +151,10 @@ class Explainer:
             if self._trees is None:
                 mine = trees_for_targets(self._targets, self._say)
                 self._trees = merge(mine, known_trees() if self._known else [])
+                self._indexes = {
+                    t.kernel.release: HeaderIndex(t, self._run, lookup_store(t))
+                    for t in self._trees
+                }
             return self._trees
 
     def explain_build(self, log: Path, outdir: Path, release: str) -> list[Explanation]:
@@ -139,7 +163,8 @@ class Explainer:
         found = diagnostics.mentions(lines, outdir)
         if not found:
             return []
-        return explain(found, self.trees(), release, self._run)
+        trees = self.trees()
+        return explain(found, trees, release, self._run, self._indexes)
 
     def explain_result(self, res: Any) -> list[Explanation]:
         """A kernel's BuildResult: explained when make ran and failed (not for an
