@@ -80,6 +80,10 @@ DRIFT: dict[str, tuple[tuple[int, int], tuple[str, str] | None, tuple[str, str] 
 }
 
 
+# What drift_old.c (the suite's 6.1-era module) runs into; devnode is vpoll-dkms's.
+OLD_MODULE = [n for n in DRIFT if n != "struct class.devnode"]
+
+
 def kmod_py(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [KMOD_PY, *args], cwd=cwd, capture_output=True, text=True, timeout=900, check=False
@@ -141,7 +145,7 @@ def test_a_61_module_on_612_and_7x(tmp_path: Path, kernels: list[str], debian_ta
     by_kernel = {r["kernel"]: r for r in reports}
     assert [r["built"] for r in reports] == [False, False, False]  # the typo fails everywhere
     on_7x = {e["name"]: e for e in by_kernel["debian:trixie-backports"]["explanation"]}
-    for name in DRIFT:
+    for name in OLD_MODULE:
         check_drift(on_7x[name], name)
     assert on_7x["class_create"]["message"].startswith("drift_old.c:")
     # errors of the module's own making: named, compared, and left unexplained
@@ -154,7 +158,7 @@ def test_a_61_module_on_612_and_7x(tmp_path: Path, kernels: list[str], debian_ta
     on_612 = {
         e["name"] for e in by_kernel["debian:trixie"]["explanation"] if e["verdict"] == "drift"
     }
-    assert on_612 == {n for n, (t, _o, _n) in DRIFT.items() if t <= (6, 12)}
+    assert on_612 == {n for n in OLD_MODULE if DRIFT[n][0] <= (6, 12)}
 
 
 def test_a_7x_module_on_61(tmp_path: Path, kernels: list[str], debian_targets) -> None:  # type: ignore[no-untyped-def]
