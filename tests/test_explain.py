@@ -82,10 +82,42 @@ def test_ops_member_without_readable_source_keeps_the_member_name() -> None:
     assert (m.identifier, m.container, m.kind) == ("remove", None, "ops-member")
 
 
+def test_ops_member_inside_an_anonymous_union(tmp_path: Path) -> None:
+    (tmp_path / "m.c").write_text("static struct platform_driver drv = {\n")
+    lines = [
+        "m.c:40:19: error: initialization of 'void (*)(struct platform_device *)' from "
+        "incompatible pointer type 'int (*)(struct platform_device *)' "
+        "[-Wincompatible-pointer-types]",
+        "m.c:40:19: note: (near initialization for 'drv.<anonymous>.remove')",
+    ]
+    (m,) = diagnostics.mentions(lines, tmp_path)
+    assert m.name == "struct platform_driver.remove"
+
+
+def test_member_assignment_from_an_incompatible_pointer(tmp_path: Path) -> None:
+    """vpoll-dkms: `vpoll_class->devnode = vpoll_devnode;` where devnode became const."""
+    (tmp_path / "vpoll.c").write_text(
+        "static struct class *vpoll_class;\n\nstatic int f(void)\n{\n"
+        "\t\tvpoll_class->devnode = vpoll_devnode;\n}\n"
+    )
+    lines = [
+        "vpoll.c:5:38: error: assignment to 'char * (*)(const struct device *, umode_t *)' "
+        "{aka 'char * (*)(const struct device *, short unsigned int *)'} from incompatible "
+        "pointer type 'char * (*)(struct device *, umode_t *)' {aka 'char * (*)(struct device "
+        "*, short unsigned int *)'} [-Wincompatible-pointer-types]",
+    ]
+    (m,) = diagnostics.mentions(lines, tmp_path)
+    assert (m.name, m.kind) == ("struct class.devnode", "ops-member")
+
+
 def test_variable_type_of_an_initialized_struct() -> None:
     src = "static const struct file_operations fops = {\n.owner = THIS_MODULE,\n};\n"
     assert diagnostics.variable_type(src, "fops") == "struct file_operations"
     assert diagnostics.variable_type("int fops = 1;", "fops") is None
+    assert diagnostics.variable_type("static struct class *cls;", "cls") == "struct class"
+    assert (
+        diagnostics.variable_type("int f(struct hid_device *hdev)", "hdev") == "struct hid_device"
+    )
 
 
 def test_modpost_objtool_clang_and_member_lines() -> None:
@@ -358,6 +390,9 @@ def test_explain_with_two_fake_kernels(tmp_path: Path) -> None:
     assert "struct fake_ops.probe (ops-member) at m.c:3" in text
     assert "include/linux/fake.h:6  int (*probe)(struct device *d, int x);" in text
     assert "fake_create: the same in every kernel" in text
+    assert text.startswith(
+        "  explain: compared with the headers of 6.1.10-x (6.1.10), 6.6.0-x (6.6.0)"
+    )
     assert "no kernel at hand declares my_typo (m.c:6): left unexplained" in text
     doc = render.to_json(out)
     assert doc[1]["kernels"][1] == {
@@ -442,3 +477,47 @@ def test_lookups_in_real_61_headers(host_kdir: Path) -> None:
     assert d is not None
     real = (Path(tree.roots[0][1]) / d.file).read_text().splitlines()[d.line - 1]
     assert real.startswith("#define class_create(owner, name)")
+
+
+def test_cli_explain_refuses_a_directory_without_a_module(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kbuild_py.cli import app
+
+    res = CliRunner().invoke(app, ["explain", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "error:" in res.output
+
+
+def test_log_exit_reads_kmod_pys_last_line(tmp_path: Path) -> None:
+    from kbuild_py.explain.service import log_exit
+
+    log = tmp_path / "build.log"
+    assert log_exit(log) is None
+    log.write_text("# kernel x\nmake: *** [x] Error 2\n# exit 2\n")
+    assert log_exit(log) == 2
+    log.write_text("# kernel x\n  CC [M]  m.o\n")  # interrupted: no exit line
+    assert log_exit(log) is None
+
+
+def test_lookups_are_remembered_per_tree_and_only_new_names_are_grepped(tmp_path: Path) -> None:
+    from kbuild_py.explain.headers import HeaderIndex
+
+    tree = _fake_tree(tmp_path / "a", (6, 1, 10), HEADER)
+    asked: list[list[str]] = []
+
+    def counting(dirs: Sequence[Path], names: Sequence[str]) -> list[tuple[Path, int, str]]:
+        asked.append(list(names))
+        return fake_grep(dirs, names)
+
+    store = tmp_path / "store.json"
+    first = HeaderIndex(tree, counting, store)
+    m1 = [Mention("fake_create", "function", ""), Mention("nope", "function", "")]
+    assert lookup_all(tree, m1, counting, first)[0].declaration is not None
+    lookup_all(tree, m1, counting, first)  # the same names again: no grep
+    assert asked == [["fake_create", "nope"]]
+    second = HeaderIndex(tree, counting, store)  # a later run, from the store
+    got = lookup_all(tree, [*m1, Mention("FAKE_NONE", "identifier", "")], counting, second)
+    assert asked == [["fake_create", "nope"], ["FAKE_NONE"]]
+    assert [lk.declaration is not None for lk in got] == [True, False, True]
+    assert got[0].declaration == first.declarations("fake_create")[0]

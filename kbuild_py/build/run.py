@@ -108,6 +108,7 @@ class BuildResult:
     extra: list[str] = field(default_factory=list)  # built, but not among the expected
     notes: list[str] = field(default_factory=list)  # warnings about the project itself
     compiled: int = 0  # objects (re)compiled by this build (the warnings come from those)
+    explanations: list = field(default_factory=list)  # explain.Explanation, when make failed
 
     @property
     def built(self) -> bool:

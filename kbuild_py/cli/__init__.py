@@ -21,13 +21,13 @@ def _get_app() -> typer.Typer:
     if found is None:
         # lazily, for start-up: typer and the command modules are needed only when typer
         # parses the command line (not for `kmod-py check` with plain arguments)
-        from kbuild_py.cli import build, check, kernels, keygen, new, sign, test
+        from kbuild_py.cli import build, check, explain, kernels, keygen, new, sign, test
         from kbuild_py.cli.base import make_app
 
         found = globals()["app"] = make_app()
         # registered in this order: `kmod-py --help` lists them so
-        for command in (build.build, check.check, kernels.kernels, kernels.images,
-                        keygen.keygen, new.new, sign.sign, test.test):
+        for command in (build.build, check.check, explain.explain, kernels.kernels,
+                        kernels.images, keygen.keygen, new.new, sign.sign, test.test):
             found.command()(command)
     return found
 

@@ -32,6 +32,10 @@ def build(
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror for container images."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every make output line."),
+    explain_with: list[str] = typer.Option(
+        [], "--explain-with", help="Another kernel whose headers explain failures (not built)."
+    ),
+    no_explain: bool = typer.Option(False, "--no-explain", help="Do not explain failed builds."),
 ) -> None:
     """Build the module for each target kernel and check the result."""
     from kbuild_py.build import plan
@@ -63,6 +67,9 @@ def build(
         for line in rb.compiler_warning(t.release, t.compiler, used):
             typer.echo(line, err=True)
     view = rb.LiveView(project_dir, len(targets) > 1, verbose, sys.stderr if as_json else None)
+    on_done = view.done
+    if not no_explain:
+        on_done = _explaining(view.done, targets, explain_with, mirror)
 
     with sigterm_interrupts():
         results = build_all(
@@ -72,7 +79,7 @@ def build(
             jobs=jobs,
             fail_fast=fail_fast,
             on_line=view.line,
-            on_done=view.done,
+            on_done=on_done,
         )
     if as_json:
         typer.echo(rb.to_json(results))
@@ -85,3 +92,19 @@ def build(
     if skipped or not all(r.ok for r in results):
         raise typer.Exit(1)
 
+
+
+def _explaining(done, targets, explain_with, mirror):  # type: ignore[no-untyped-def]
+    """view.done, after a failed kernel's errors are explained from every kernel's headers."""
+    from kbuild_py.explain.service import Explainer
+    from kbuild_py.targets import resolve_targets
+
+    say = lambda m: typer.echo(m, err=True)  # noqa: E731
+    extra = resolve_targets(explain_with, None, mirror=mirror, progress=say) if explain_with else []
+    explainer = Explainer([*targets, *extra], say)
+
+    def explained(res):  # type: ignore[no-untyped-def]
+        res.explanations = explainer.explain_result(res)
+        done(res)
+
+    return explained

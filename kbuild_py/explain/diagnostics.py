@@ -59,10 +59,11 @@ _CLANG_MEMBER = re.compile(
     rf"no member named {_O}(?P<name>\w+){_C} in {_O}(?P<container>(?:struct|union) \w+){_C}"
 )
 _INCOMPATIBLE_INIT = re.compile(
-    rf"initialization of {_O}(?P<want>[^'’]+){_C}(?: {{aka [^}}]*}})? from incompatible "
-    rf"pointer type {_O}(?P<have>[^'’]+){_C}"
+    rf"(?P<how>initialization of|assignment to) {_O}(?P<want>[^'’]+){_C}(?: {{aka [^}}]*}})? "
+    rf"from incompatible pointer type {_O}(?P<have>[^'’]+){_C}"
 )
-_NEAR_INIT = re.compile(rf"\(near initialization for {_O}(?P<var>\w+)\.(?P<path>[\w.]+){_C}\)")
+# `drv.remove`, `drv.<anonymous>.remove` (a member inside an anonymous union, 6.12's .remove)
+_NEAR_INIT = re.compile(rf"\(near initialization for {_O}(?P<var>\w+)\.(?P<path>[\w.<>]+){_C}\)")
 _OWN_NOTE = re.compile(r"(?:declared here|previous (?:declaration|definition)|defined here)")
 _MODPOST_UNDEF = re.compile(r'"(?P<name>[A-Za-z_]\w*)" \[[^\]]*\] undefined!')
 _MODPOST_GPL = re.compile(rf"uses GPL-only symbol {_Q}")
@@ -78,13 +79,41 @@ def _read(path: Path) -> str | None:
 
 
 def variable_type(source: str, var: str) -> str | None:
-    """`struct platform_driver` for `static struct platform_driver var = {` in C source."""
+    """`struct platform_driver` for `static struct platform_driver var = {`, `struct class`
+    for `static struct class *var;` (or a parameter `struct class *var)`) in C source."""
     m = re.search(
-        rf"\b(struct|union)\s+(\w+)\s+(?:(?:const|__\w+|\w+_ro_after_init)\s+)*{re.escape(var)}"
-        rf"\s*(?:\[[^\]]*\]\s*)?=",
+        rf"\b(struct|union)\s+(\w+)\s*(?:\*\s*)*(?:(?:const|__\w+|\w+_ro_after_init)\s+)*"
+        rf"{re.escape(var)}\s*(?:\[[^\]]*\]\s*)?[=;,)]",
         source,
     )
     return f"{m.group(1)} {m.group(2)}" if m else None
+
+
+_MEMBER_STORE = re.compile(r"(?P<var>\w+)\s*(?:->|\.)\s*(?P<member>\w+)\s*=[^=]")
+
+
+def _assignment_mention(
+    file: str,
+    num: int,
+    text: str,
+    want: str,
+    have: str,
+    source_root: Path | None,
+    read: SourceReader,
+) -> Mention | None:
+    """`var->member = fn;` on the reported line: the member of var's struct type."""
+    source = read(Path(file) if file.startswith("/") or source_root is None else source_root / file)
+    lines = source.splitlines() if source else []
+    if not 0 < num <= len(lines):
+        return None
+    store = _MEMBER_STORE.search(lines[num - 1])
+    if store is None or source is None:
+        return None
+    container = variable_type(source, store.group("var"))
+    if container is None:
+        return None
+    detail = f"the member's type is '{want}', the value's '{have}'"
+    return Mention(store.group("member"), "ops-member", text, file, num, container, detail)
 
 
 def _own_file(file: str, source_root: Path | None) -> bool:
@@ -145,6 +174,13 @@ def mentions(
             last, pending_init = None, None
             text = line[line.index(file) :]
             init = _INCOMPATIBLE_INIT.search(msg)
+            if init and init.group("how") == "assignment to":
+                store = _assignment_mention(
+                    file, num, text, init.group("want"), init.group("have"), source_root, read
+                )
+                if store is not None:
+                    add(store)
+                continue
             if init:
                 pending_init = (file, num, text, init.group("want"), init.group("have"))
                 continue
@@ -185,7 +221,8 @@ def _ops_mention(
     read: SourceReader,
 ) -> Mention:
     file, num, text, want, have = init
-    var, path = near.group("var"), near.group("path")
+    var = near.group("var")
+    path = ".".join(p for p in near.group("path").split(".") if p != "<anonymous>")
     src_path = Path(file) if file.startswith("/") or source_root is None else source_root / file
     source = read(src_path)
     container = variable_type(source, var) if source else None

@@ -8,11 +8,15 @@ here; `Grep` is its seam (tests inject a pure-Python one).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import subprocess
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kbuild_py.errors import InfraError
@@ -148,31 +152,51 @@ def _struct_tag(container: str | None) -> str:
 
 
 class HeaderIndex:
-    """The declarations of a few names in one kernel, from one grep."""
+    """The declarations of the names asked for so far in one kernel. Names not seen before
+    are found with one grep per call to `ensure`; what was found (or not) is remembered in
+    memory and, with a `store`, on disk for the next run. Thread-safe."""
 
-    def __init__(self, tree: HeaderTree, names: Sequence[str], run: Grep = grep) -> None:
+    def __init__(self, tree: HeaderTree, run: Grep = grep, store: Path | None = None) -> None:
         self.tree = tree
-        by_file: dict[Path, list[tuple[int, str]]] = defaultdict(list)
-        for path, num, text in run([r for r, _b in tree.roots], names):
-            by_file[path].append((num - 1, text))
-        self._files = by_file
-        self._lines: dict[Path, list[str]] = {}
+        self._run, self._store = run, store
+        self._decls: dict[str, list[Declaration]] = _load(store) if store else {}
+        self._lock = threading.Lock()
 
-    def _read(self, path: Path) -> list[str]:
-        if path not in self._lines:
-            self._lines[path] = path.read_text(errors="replace").splitlines()
-        return self._lines[path]
+    def ensure(self, names: Sequence[str]) -> None:
+        with self._lock:
+            missing = [n for n in dict.fromkeys(names) if n not in self._decls]
+            if not missing:
+                return
+            by_file: dict[Path, list[tuple[int, str]]] = defaultdict(list)
+            for path, num, text in self._run([r for r, _b in self.tree.roots], missing):
+                by_file[path].append((num - 1, text))
+            lines: dict[Path, list[str]] = {}
+            for name in missing:
+                self._decls[name] = self._find(name, by_file, lines)
+            if self._store is not None:
+                _save(self._store, self._decls)
 
-    def declarations(self, name: str) -> list[Declaration]:
+    def _find(
+        self,
+        name: str,
+        by_file: dict[Path, list[tuple[int, str]]],
+        cache: dict[Path, list[str]],
+    ) -> list[Declaration]:
         maybe = decls.candidate(name)
         found: list[Declaration] = []
-        for path, hits in self._files.items():
+        for path, hits in by_file.items():
             mine = [i for i, text in hits if maybe(text)]  # files are read only for these
             if mine:
-                lines = self._read(path)
-                mine = [i for i in mine if i < len(lines)]
-                found += decls.declarations(lines, mine, name, self.tree.relative(path))
+                if path not in cache:
+                    cache[path] = path.read_text(errors="replace").splitlines()
+                text = cache[path]
+                mine = [i for i in mine if i < len(text)]
+                found += decls.declarations(text, mine, name, self.tree.relative(path))
         return sorted(found, key=decls.rank)
+
+    def declarations(self, name: str) -> list[Declaration]:
+        self.ensure([name])
+        return self._decls[name]
 
     def lookup(self, mention: Mention) -> Lookup:
         kernel = self.tree.kernel
@@ -202,7 +226,45 @@ class HeaderIndex:
         return Lookup(kernel, found[0], others=len(found) - 1)
 
 
-def lookup_all(tree: HeaderTree, mentions: Sequence[Mention], run: Grep = grep) -> list[Lookup]:
-    """Each mention looked up in one kernel's headers (one grep for all of them)."""
-    index = HeaderIndex(tree, _wanted_names(mentions), run)
+def lookup_all(
+    tree: HeaderTree,
+    mentions: Sequence[Mention],
+    run: Grep = grep,
+    index: HeaderIndex | None = None,
+) -> list[Lookup]:
+    """Each mention looked up in one kernel's headers (one grep for the names not yet known)."""
+    index = index or HeaderIndex(tree, run)
+    index.ensure(_wanted_names(mentions))
     return [index.lookup(m) for m in mentions]
+
+
+# --- what was found, remembered per kernel tree -----------------------------------------------
+
+STORE_VERSION = 1
+
+
+def store_key(tree: HeaderTree) -> str:
+    """Names the lookups of one tree as it is now: its roots and their modification times
+    (a reinstalled headers package gets new directories, an image copy is rewritten)."""
+    parts = [STORE_VERSION, tree.kernel.release]
+    for root, _base in tree.roots:
+        parts.append(f"{root}:{root.stat().st_mtime_ns}")
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
+
+
+def _load(store: Path) -> dict[str, list[Declaration]]:
+    try:
+        data = json.loads(store.read_text())
+        return {n: [Declaration(**d) for d in ds] for n, ds in data.items()}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _save(store: Path, found: dict[str, list[Declaration]]) -> None:
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f"{store.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps({n: [asdict(d) for d in ds] for n, ds in found.items()}))
+        os.replace(tmp, store)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next run a grep

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kbuild_py.explain.drift import key
 from kbuild_py.explain.model import Change, Declaration, Explanation, Kernel, Lookup
 
 SHOWN_LINES = 6  # a macro or inline function this short is shown whole
@@ -33,14 +34,21 @@ def _declaration_lines(d: Declaration, indent: int) -> list[str]:
     return out
 
 
-def _lookup_lines(lk: Lookup, width: int, failing: str | None, indent: str) -> list[str]:
+def _lookup_lines(
+    lk: Lookup, width: int, failing: str | None, indent: str, previous: Lookup | None
+) -> list[str]:
+    """One kernel's declaration; `same` when it equals the kernel listed just above."""
     label = _kernel_label(lk.kernel).ljust(width)
     mark = " <-" if lk.kernel.release == failing else "   "
     head = f"{indent}  {label}{mark} "
-    if lk.declaration is None:
-        return [head + ("absent" + (f" ({lk.note})" if lk.note else ""))]
-    body = _declaration_lines(lk.declaration, len(head))
-    extra = f"  (+{lk.others} more)" if lk.others else ""
+    d = lk.declaration
+    if d is None:
+        same = previous is not None and previous.declaration is None
+        return [head + ("absent" + (f" ({lk.note})" if lk.note else "") if not same else "absent")]
+    if previous is not None and key(previous.declaration) == key(d) and mark == "   ":
+        return [f"{head}same, {d.file}:{d.line}"]
+    body = _declaration_lines(d, len(head))
+    extra = f"  (+{lk.others} other declaration{'s' if lk.others > 1 else ''})" if lk.others else ""
     return [head + body[0] + extra, *body[1:]]
 
 
@@ -54,7 +62,7 @@ def render_text(explanations: Sequence[Explanation], indent: str = "  ") -> list
     unknown = [e for e in explanations if e.verdict == "unknown"]
     kernels = {lk.kernel.release: lk.kernel for e in explanations for lk in e.lookups}
     names = ", ".join(_kernel_label(k) for k in sorted(kernels.values(), key=lambda k: k.code))
-    out = [f"{indent}explain: kernel API drift, from the headers of {names or 'no kernel'}"]
+    out = [f"{indent}explain: compared with the headers of {names or 'no kernel'}"]
     width = max((len(_kernel_label(k)) for k in kernels.values()), default=0)
     for e in drift:
         m = e.mention
@@ -62,10 +70,17 @@ def render_text(explanations: Sequence[Explanation], indent: str = "  ") -> list
         out.append(f"{indent}{m.name} ({m.kind}) at {where}")
         if m.detail:
             out.append(f"{indent}  {m.detail}")
+        previous: Lookup | None = None
         for lk in e.lookups:
-            out += _lookup_lines(lk, width, e.failing, indent)
+            out += _lookup_lines(lk, width, e.failing, indent, previous)
+            previous = lk
         for c in e.changes:
             out.append(f"{indent}  {_change_line(c)}")
+    if drift:
+        out.append(
+            f"{indent}(each change happened in its range; --explain-with a kernel in between "
+            "narrows it)"
+        )
     for e in same:
         d = next(lk.declaration for lk in e.lookups if lk.declaration is not None)
         out.append(
@@ -137,3 +152,31 @@ def to_json(explanations: Sequence[Explanation]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def render_reports(reports: Sequence[Any]) -> list[str]:
+    """`kmod-py explain`: each kernel's outcome, and the explanations of a failed build."""
+    out: list[str] = []
+    for r in reports:
+        head = f"kernel {r.release} ({r.spec})"
+        if r.built:
+            out.append(f"{head}: builds, nothing to explain")
+            continue
+        status = "no finished build" if r.exit is None else f"build failed (make exit {r.exit})"
+        out.append(f"{head}: {status}; log: {r.log}")
+        out += render_text(r.explanations) or ["  no kernel identifier in its errors"]
+    return out
+
+
+def reports_json(reports: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "kernel": r.spec,
+            "release": r.release,
+            "built": r.built,
+            "exit": r.exit,
+            "log": str(r.log),
+            "explanation": to_json(r.explanations),
+        }
+        for r in reports
+    ]

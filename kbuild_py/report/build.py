@@ -11,6 +11,8 @@ from pathlib import Path
 
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
 from kbuild_py.dkms.tree import layout_for
+from kbuild_py.explain.render import render_text as render_explanations
+from kbuild_py.explain.render import to_json as explanations_json
 from kbuild_py.report.table import human_size, paint, table
 
 _DKMS_LINK = re.compile(r"\.dkms/[^/\s]+/[^/\s]+/build/")  # $dkms_tree/<module>/<version>/build
@@ -66,6 +68,7 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
             out.append("  " + paint(d.text, "red" if d.kind == "error" else "yellow"))
         for ko in res.modules:
             out.append(f"  built: {ko.relative_to(res.outdir)}")
+        out += render_explanations(res.explanations)
         out.append(f"  full log: {res.log_path}")
         return out
     warn = f", {warning_count(res)}" if res.warnings else ""
@@ -153,6 +156,7 @@ def to_json(results: Sequence[BuildResult]) -> str:
                     for k in r.modules
                 ],
                 "checks": [rep_json(rep) for rep in r.reports],
+                "explanation": explanations_json(r.explanations),
             }
         )
     return json.dumps(doc, indent=2)
