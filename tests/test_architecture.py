@@ -70,6 +70,19 @@ def test_every_module_is_seen() -> None:
     assert GRAPH["kbuild_py.check.engine"], "the parser found no imports: it is broken"
 
 
+def test_every_project_import_names_a_module() -> None:
+    """An import of a module that moved away fails here, not only when its command runs."""
+    sources = [*MODULES.values(), *sorted(PKG.parent.glob("tests/*.py")),
+               *sorted(PKG.parent.glob("bench/*.py"))]
+    missing = [
+        f"{path.relative_to(PKG.parent)}:{line} imports {mod}"
+        for path in sources
+        for mod, line, _ in imports(path)
+        if mod.startswith("kbuild_py.") and mod not in MODULES
+    ]
+    assert not missing, "\n".join(missing)
+
+
 def test_project_import_graph_is_acyclic() -> None:
     state: dict[str, int] = {}  # 1 on the stack, 2 done
     cycles: list[list[str]] = []

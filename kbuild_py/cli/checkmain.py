@@ -1,4 +1,4 @@
-"""The body of `kmod-py check`, and a way in that does not need typer.
+"""A way into `kmod-py check` that does not need typer (the body is kbuild_py.check.service).
 
 typer 0.29 builds its parameter converters with pydantic: importing typer and
 building the command costs ~0.15 s, as much as checking 1,000 modules. main_fast
@@ -6,7 +6,7 @@ parses the plain forms of check's options itself (`--kernel R`, `--kernel=R`,
 `-r DIR`, `--json`, files ...) and runs the same body; anything else (--help,
 --list-rules, `--`, an unknown or repeated option, a missing or empty value)
 returns None and typer parses the command line as before. Errors go through the
-same handler as typer's (kbuild_py.cli.exit_code_for). typer is imported only to
+same handler as typer's (kbuild_py.cli.base.exit_code_for). typer is imported only to
 print on stderr, so that messages look exactly alike.
 """
 
