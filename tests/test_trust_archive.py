@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from kbuild_py.cli import app
 from kbuild_py.errors import VerificationError
-from kbuild_py.trust.http import UrllibHttp
+from kbuild_py.seams.http import UrllibHttp
 
 runner = CliRunner()
 PACKAGES = "main/binary-amd64/Packages.xz"
