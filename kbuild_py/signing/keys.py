@@ -117,13 +117,9 @@ class CertInfo:
     @property
     def key_id(self) -> bytes:
         """The serial's bytes, as the kernel and modinfo (`sig_key`) identify the key."""
-        return serial_bytes(self.serial)
+        from kbuild_py.check.elf.signature import serial_magnitude
 
-
-def serial_bytes(serial: int) -> bytes:
-    """An X.509 serial as modinfo shows it: the magnitude, big-endian, no leading zero bytes."""
-    n = abs(serial)
-    return n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+        return serial_magnitude(self.serial)
 
 
 def load_cert(path: Path) -> Certificate:
