@@ -448,3 +448,26 @@ def test_modinfo_view_of_a_signature(signer: keys.KeyPair) -> None:
         "sig_id", "signer", "sig_key", "sig_hashalgo", "signature",
     ]  # fmt: skip
     assert serial_magnitude(0) == b"" and serial_magnitude(-255) == b"\xff"
+
+
+def test_strip_program_follows_the_target_architecture(signer: keys.KeyPair) -> None:
+    from types import SimpleNamespace
+
+    from kbuild_py.signing.sign import job_for_target
+
+    def target(srcarch: str, where: str = "kmod-py/kernel:x") -> SimpleNamespace:
+        tree = SimpleNamespace(config={"CONFIG_MODULE_SIG_HASH": "sha512"}, srcarch=srcarch)
+        return SimpleNamespace(tree=tree, kdir="/k", where=where, runner=None, release="r")
+
+    job = job_for_target(target("arm64"), signer, strip=True)  # type: ignore[arg-type]
+    assert job.strip == "aarch64-linux-gnu-strip" and job.hash_algo == "sha512"
+    assert job.sign_file == "/k/scripts/sign-file" and not job.on_host
+    job = job_for_target(target("x86"), signer, strip=True, make_vars={"CROSS_COMPILE": "x-"})  # type: ignore[arg-type]
+    assert job.strip == "x-strip"
+    assert job_for_target(target("x86"), signer, hash_algo="sha256").strip is None  # type: ignore[arg-type]
+    bare = target("x86")
+    bare.tree.config = {}
+    with pytest.raises(UsageError, match="does not sign modules"):
+        job_for_target(bare, signer)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="no scripts/sign-file"):
+        job_for_target(target("x86", where="host"), signer)  # type: ignore[arg-type]
