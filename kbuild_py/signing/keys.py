@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kbuild_py.check.elf.signature import serial_magnitude
 from kbuild_py.errors import UsageError
 from kbuild_py.kernels.buildtree import parse_kconfig
 
@@ -117,8 +118,6 @@ class CertInfo:
     @property
     def key_id(self) -> bytes:
         """The serial's bytes, as the kernel and modinfo (`sig_key`) identify the key."""
-        from kbuild_py.check.elf.signature import serial_magnitude
-
         return serial_magnitude(self.serial)
 
 

@@ -12,7 +12,7 @@ from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.kernels.host import host_target
 from kbuild_py.kernels.resolve import resolve_spec
 from kbuild_py.signing.keys import KeyPair, find_pair
-from kbuild_py.signing.sign import SignedModule, job_for_target, sign_module
+from kbuild_py.signing.sign import SignedModule, job_for_target, kernel_sig_hash, sign_module
 from kbuild_py.signing.verify import TrustedCert, Verification, load_trusted, verify_module
 
 if TYPE_CHECKING:
@@ -135,8 +135,6 @@ def sign_built(
     """Strip and sign a kernel's freshly built modules with its own sign-file, then verify
     each against the certificate. A kernel without CONFIG_MODULE_SIG_HASH checks no
     signatures: like DKMS, nothing is signed for it (unless a hash is given)."""
-    from kbuild_py.signing.sign import kernel_sig_hash
-
     if settings.hash_algo is None and kernel_sig_hash(target.tree.config) is None:
         return BuildSigning(note=f"not signed: {target.release} has no CONFIG_MODULE_SIG_HASH")
     job = job_for_target(

@@ -13,6 +13,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+
+from kbuild_py.paths import cache_dir
 
 SIG_MAGIC = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3sI")  # algo hash id_type signer_len key_id_len pad sig_len
@@ -165,9 +168,7 @@ _ENTRY = struct.Struct(">IIHHB")
 _loaded = False
 
 
-def _store_path():  # type: ignore[no-untyped-def]
-    from kbuild_py.paths import cache_dir
-
+def _store_path() -> Path:
     return cache_dir() / "pkcs7-prefixes"
 
 
