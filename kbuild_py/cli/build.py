@@ -97,7 +97,7 @@ def build(
 def _explaining(done, targets, explain_with, mirror):  # type: ignore[no-untyped-def]
     """view.done, after a failed kernel's errors are explained from every kernel's headers."""
     from kbuild_py.explain.service import Explainer
-    from kbuild_py.targets import resolve_targets
+    from kbuild_py.kernels.select import resolve_targets
 
     say = lambda m: typer.echo(m, err=True)  # noqa: E731
     extra = resolve_targets(explain_with, None, mirror=mirror, progress=say) if explain_with else []
