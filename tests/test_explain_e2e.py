@@ -13,10 +13,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import dkmscorpus  # noqa: E402
+from conftest import require  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.headers]
 DATA = Path(__file__).parent / "data" / "explain"
@@ -202,12 +207,10 @@ def test_text_output_and_explain_with(tmp_path: Path, debian_targets) -> None:  
 
 def test_real_debian_dkms_source_vpoll(tmp_path: Path, kernels: list[str], debian_targets) -> None:  # type: ignore[no-untyped-def]
     """vpoll-dkms (Debian bookworm) builds on 6.1 and breaks on 7.x on class_create."""
-    from kbuild_py.debian.archive import extract_deb
-    from kbuild_py.debian.linuximage import fetch_deb
-
-    deb = fetch_deb("vpoll-dkms")  # host apt (bookworm), cached per machine
-    root = extract_deb(deb, tmp_path / "deb")
-    (src,) = (root / "usr/src").iterdir()
+    try:
+        src = dkmscorpus.fetch("vpoll-dkms")  # the -dkms corpus: apt-get download, cached
+    except dkmscorpus.CorpusUnavailable as err:
+        require(False, f"the -dkms corpus ({err})")
     project = tmp_path / "vpoll"
     shutil.copytree(src, project)
     reports = _explain(project, [kernels[0], kernels[2]])
