@@ -214,3 +214,23 @@ def test_scaffolded_project_round_trips_with_a_real_dkms(
     assert rc == 0 and (doc["package"], doc["version"]) == ("roundtrip_mod", "1.2.3"), doc
     assert [Path(m["path"]).name for m in doc["modules"]] == ["roundtrip_mod.ko"]
     assert doc["warnings"] == []  # W=1 from dkms.conf's MAKE, and still no warning
+
+
+def test_warning_count_does_not_depend_on_what_make_recompiled(
+    tmp_path: Path, host_release: str
+) -> None:
+    project = write(tmp_path / "w", {
+        "Kbuild": "obj-m := w.o\nw-y := a.o b.o\n",
+        "a.c": '#include <linux/module.h>\nint unused_a(void) { return 0; }\n'
+               'static int __init a_init(void) { return 0; }\nmodule_init(a_init);\n'
+               'MODULE_LICENSE("GPL");\n',
+        "b.c": "int b_value(void);\nint b_value(void) { int x; return 0; }\n",
+    })
+    first = build_json(project, "--kernel", host_release)[1]
+    assert len(first["warnings"]) >= 1 and first["warnings_earlier"] == 0, first["warnings"]
+    again = build_json(project, "--kernel", host_release)[1]  # nothing recompiled
+    assert again["warnings"] == first["warnings"] and again["warnings_earlier"] == len(
+        first["warnings"])
+    (project / "b.c").write_text("int b_value(void);\nint b_value(void) { return 0; }\n")
+    fixed = build_json(project, "--kernel", host_release)[1]  # b.c recompiled, clean now
+    assert not any("b.c" in w for w in fixed["warnings"]), fixed["warnings"]

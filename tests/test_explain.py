@@ -521,3 +521,27 @@ def test_lookups_are_remembered_per_tree_and_only_new_names_are_grepped(tmp_path
     assert asked == [["fake_create", "nope"], ["FAKE_NONE"]]
     assert [lk.declaration is not None for lk in got] == [True, False, True]
     assert got[0].declaration == first.declarations("fake_create")[0]
+
+
+def test_images_prune_removes_explains_header_copies_and_lookups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbuild_py.images.kernel import prune
+
+    class Nothing:  # a Docker client with no images and no containers (the seam's fake)
+        def list(self, **_kw: object) -> list[object]:
+            return []
+
+    class FakeClient:
+        images = Nothing()
+        containers = Nothing()
+
+    monkeypatch.setenv("KMOD_PY_CACHE", str(tmp_path))
+    (tmp_path / "headers/7.3.4+deb13-amd64/include/linux").mkdir(parents=True)
+    (tmp_path / "headers/.7.3.4+deb13-amd64.lock").write_text("")
+    (tmp_path / "explain").mkdir()
+    (tmp_path / "explain/7.3.4+deb13-amd64-0123.json").write_text("{}")
+    report = prune(FakeClient())
+    assert report.trees == ["headers/7.3.4+deb13-amd64"]
+    assert not (tmp_path / "headers/7.3.4+deb13-amd64").exists()
+    assert not (tmp_path / "explain").exists()

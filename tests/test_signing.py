@@ -19,11 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from kbuild_py.check.elf.signature import SIG_MAGIC, read_trailer
+from kbuild_py.check.elf.signature import (
+    SIG_MAGIC,
+    read_signed_data,
+    read_trailer,
+    serial_magnitude,
+)
 from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.seams.process import Result
 from kbuild_py.signing import keys
-from kbuild_py.signing.pkcs7 import read_signed_data
 from kbuild_py.signing.sign import (
     SignJob,
     compress,
@@ -90,7 +94,7 @@ def test_keygen_makes_a_code_signing_pair(tmp_path: Path) -> None:
     assert x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in eku
     assert ext.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert ext.get_extension_for_class(x509.KeyUsage).value.digital_signature
-    assert res.cert.key_id == keys.serial_bytes(cert.serial_number)
+    assert res.cert.key_id == serial_magnitude(cert.serial_number)
 
 
 def test_keygen_never_overwrites(tmp_path: Path) -> None:
@@ -385,3 +389,85 @@ def test_default_dir_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setenv("HOME", str(tmp_path))
     assert keys.signing_dir() == tmp_path / ".local/share/kmod-py/signing"
     assert os.fspath(keys.default_pair().cert).endswith("mok.der")
+
+
+# --- modinfo's reading of the PKCS#7 blob (check.elf.signature, asn1crypto) ----------
+
+
+def test_signature_prefixes_are_remembered_across_runs(
+    tmp_path: Path, signer: keys.KeyPair
+) -> None:
+    """A second process reads a blob signed by a known key without importing asn1crypto."""
+    import subprocess
+    import sys
+
+    signed = append_signature(BODY, signer)
+    blob = read_trailer(signed).blob  # type: ignore[union-attr]
+    (tmp_path / "blob").write_bytes(blob)
+    (tmp_path / "blob2").write_bytes(read_trailer(append_signature(BODY[:-1], signer)).blob)  # type: ignore[union-attr]
+    code = (
+        "import sys\nfrom kbuild_py.check.elf.signature import parse_pkcs7\n"
+        "i = parse_pkcs7(open(sys.argv[1], 'rb').read())\n"
+        "print(i.signer, i.key_id.hex(), i.hash_algo, i.signature[-4:].hex(),"
+        " 'asn1crypto' in sys.modules)\n"
+    )
+    env = dict(os.environ, KMOD_PY_CACHE=str(tmp_path / "cache"))
+
+    def run(name: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / name)],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return out.stdout.split()
+
+    first = run("blob")
+    assert first[-1] == "True" and first[0:2] == ["test", "signer"]
+    second = run("blob2")  # same key, other module: the remembered prefix answers
+    assert second[-1] == "False" and second[:-2] == first[:-2]
+    assert second[-2] == blob2_tail(tmp_path)
+    # a damaged store is ignored, not trusted
+    store = tmp_path / "cache" / "pkcs7-prefixes"
+    store.write_bytes(store.read_bytes().replace(b"test signer", b"evil signer"))
+    assert run("blob2")[-1] == "True"
+
+
+def blob2_tail(tmp_path: Path) -> str:
+    return (tmp_path / "blob2").read_bytes()[-4:].hex()
+
+
+def test_modinfo_view_of_a_signature(signer: keys.KeyPair) -> None:
+    from kbuild_py.check.elf.signature import pkcs7_info
+
+    sig = read_trailer(append_signature(BODY, signer, "sha384"))
+    assert sig is not None and sig.kernel_problem() is None
+    facts = read_signed_data(sig.blob)
+    info = pkcs7_info(facts)
+    assert info.signer == "test signer" and info.hash_algo == "sha384"
+    assert info.key_id == serial_magnitude(keys.load_cert(signer.cert).serial_number)
+    assert [k for k, _ in sig.kmod_fields()] == [  # type: ignore[union-attr]
+        "sig_id", "signer", "sig_key", "sig_hashalgo", "signature",
+    ]  # fmt: skip
+    assert serial_magnitude(0) == b"" and serial_magnitude(-255) == b"\xff"
+
+
+def test_strip_program_follows_the_target_architecture(signer: keys.KeyPair) -> None:
+    from types import SimpleNamespace
+
+    from kbuild_py.signing.sign import job_for_target
+
+    def target(srcarch: str, where: str = "kmod-py/kernel:x") -> SimpleNamespace:
+        tree = SimpleNamespace(config={"CONFIG_MODULE_SIG_HASH": "sha512"}, srcarch=srcarch)
+        return SimpleNamespace(tree=tree, kdir="/k", where=where, runner=None, release="r")
+
+    job = job_for_target(target("arm64"), signer, strip=True)  # type: ignore[arg-type]
+    assert job.strip == "aarch64-linux-gnu-strip" and job.hash_algo == "sha512"
+    assert job.sign_file == "/k/scripts/sign-file" and not job.on_host
+    job = job_for_target(target("x86"), signer, strip=True, make_vars={"CROSS_COMPILE": "x-"})  # type: ignore[arg-type]
+    assert job.strip == "x-strip"
+    assert job_for_target(target("x86"), signer, hash_algo="sha256").strip is None  # type: ignore[arg-type]
+    bare = target("x86")
+    bare.tree.config = {}
+    with pytest.raises(UsageError, match="does not sign modules"):
+        job_for_target(bare, signer)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="no scripts/sign-file"):
+        job_for_target(target("x86", where="host"), signer)  # type: ignore[arg-type]

@@ -18,10 +18,10 @@ import trustdata as td
 from conftest import require
 
 from kbuild_py.errors import VerificationError
+from kbuild_py.seams.http import NotFound
 from kbuild_py.trust import gpgv, hashes
 from kbuild_py.trust.archive import SignedSuite, fetch_verified
 from kbuild_py.trust.hashes import Digest
-from kbuild_py.trust.http import NotFound
 from kbuild_py.trust.packages import parse_packages
 from kbuild_py.trust.release import read_inrelease, read_release
 

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from kbuild_py.cli import app
 from kbuild_py.errors import VerificationError
-from kbuild_py.trust.http import UrllibHttp
+from kbuild_py.seams.http import UrllibHttp
 
 runner = CliRunner()
 PACKAGES = "main/binary-amd64/Packages.xz"
@@ -239,6 +239,45 @@ def test_tampered_kernel_package_fails_the_kernels_row(  # type: ignore[no-untyp
     assert pool in mirror.requests
     assert not list((fresh_cache / "debs").iterdir())  # neither the .deb nor a partial one
     assert not (fresh_cache / "kernels" / real_bookworm.current / ".complete").exists()
+
+
+@pytest.fixture(scope="module")
+def real_security() -> RealSuite:
+    """Debian's signed bookworm-security InRelease and Packages.xz (cached per machine)."""
+    from kbuild_py.debian import archive as debian
+    from kbuild_py.errors import MirrorError
+
+    try:
+        archive = debian.Archive("bookworm-security")
+        current = archive.releases()[-1]
+        image = archive.get(f"linux-image-{current}")
+        index = archive.signed.index(PACKAGES)
+    except MirrorError as err:
+        require(False, f"the Debian mirror ({err.message})")
+        raise
+    return RealSuite((archive.signed.cache / "InRelease").read_bytes(), index.read_bytes(),
+                     current, image.filename, image.size)
+
+
+@pytest.mark.network
+def test_security_updates_come_from_the_mirrors_security_sibling(  # type: ignore[no-untyped-def]
+        mirror, real_security, fresh_cache, tmp_path) -> None:
+    """--mirror URL: bookworm-security is read from URL-security, verified the same way."""
+    dists = "/debian-security/dists/bookworm-security"
+    mirror.routes[f"{dists}/InRelease"] = real_security.inrelease
+    sha = hashlib.sha256(real_security.packages_xz).hexdigest()
+    mirror.routes[f"{dists}/main/binary-amd64/by-hash/SHA256/{sha}"] = real_security.packages_xz
+    pool = "/debian-security/" + real_security.image_filename
+    mirror.routes[pool] = Zeros(real_security.image_size)
+    ko = tmp_path / "hello.ko"
+    ko.write_bytes(b"\x7fELF")
+    res = runner.invoke(app, ["test", "--ko", str(ko), "--kernel", real_security.current,
+                              "--mirror", mirror.url, "--json"])
+    assert res.exit_code == 1, res.output
+    [row] = json.loads(res.stdout)
+    deb = Path(real_security.image_filename).name
+    assert row["error"].startswith(f"{deb} (from bookworm-security) did not verify: SHA256 ")
+    assert f"{dists}/InRelease" in mirror.requests and pool in mirror.requests
 
 
 def test_download_larger_than_the_index_says_is_cut_off(mirror, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ container; the plan (build.plan) and the source copy (build.sources) are separat
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import threading
@@ -48,6 +49,7 @@ class Diagnostic:
     file: str | None = None
     line: int | None = None
     tool: str | None = None  # "objtool", "modpost", "ld" ...: a tool's own diagnostic
+    earlier: bool = False  # from an earlier build, for an object make did not recompile
 
 
 def parse_diagnostic(
@@ -107,7 +109,8 @@ class BuildResult:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)  # built, but not among the expected
     notes: list[str] = field(default_factory=list)  # warnings about the project itself
-    compiled: int = 0  # objects (re)compiled by this build (the warnings come from those)
+    compiled: int = 0  # objects (re)compiled by this build
+    compiled_stems: set[str] = field(default_factory=set)
     explanations: list = field(default_factory=list)  # explain.Explanation, when make failed
 
     @property
@@ -181,6 +184,7 @@ class BuildLog:
             self.result.diagnostics.append(diag)
         if _COMPILED.match(line):
             self.result.compiled += 1
+            self.result.compiled_stems.add(Path(line.split()[-1]).name.split(".")[0])
         if self.on_line:
             self.on_line(self.result.target, line)
 
@@ -260,6 +264,8 @@ def build_one(
     result.modules = sorted(outdir.rglob("*.ko"))
     if result.excluded is None:
         verify_module_set(result, expected)
+    if result.built:
+        carry_warnings(result, layout.root)
     if result.built and opts.run_checks:
         # The project's own exports count: its modules may use each other's symbols.
         own = sorted(outdir.rglob("Module.symvers"))
@@ -268,6 +274,35 @@ def build_one(
             check_module(ko, target.tree, extra_symvers=extra) for ko in result.modules
         ]
     return result
+
+
+WARNINGS_FILE = ".kmod-py-warnings.json"  # in the copy: the last successful build's warnings
+
+
+def carry_warnings(result: BuildResult, root: Path) -> None:
+    """Warnings of C files make did not recompile this time are those of the earlier build:
+    keep them (marked earlier), so the count does not depend on what happened to be rebuilt."""
+    store = result.outdir / WARNINGS_FILE
+    try:
+        before = json.loads(store.read_text()) if store.is_file() else []
+    except (OSError, ValueError):
+        before = []
+    now = {d.text for d in result.warnings}
+    for item in before if isinstance(before, list) else []:
+        file = item.get("file") if isinstance(item, dict) else None
+        if not file or not str(file).endswith(".c") or item.get("text") in now:
+            continue
+        src = Path(file) if Path(file).is_absolute() else root / file
+        if Path(file).stem in result.compiled_stems or not src.is_file():
+            continue
+        result.diagnostics.append(Diagnostic("warning", str(item["text"]), str(file),
+                                             item.get("line"), item.get("tool"), earlier=True))
+    kept = [{"text": d.text, "file": d.file, "line": d.line, "tool": d.tool}
+            for d in result.warnings]
+    try:
+        store.write_text(json.dumps(kept))
+    except OSError:
+        pass
 
 
 def _with_local_symvers(opts: BuildOptions, outdir: Path) -> BuildOptions:

@@ -24,6 +24,7 @@ import operator
 import os
 import struct
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from kbuild_py import __version__
@@ -169,7 +170,9 @@ def build_target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> Ta
     for p in sources[1:]:
         if not p.is_file():
             raise UsageError(f"cannot read symbol file {p}", "pass a Module.symvers file")
-    cache = _cache_file(sources) if sources else None
+    # Only the kernel's own table is cached: a project's Module.symvers changes with every
+    # build and would make every build a cache miss (and a new cache file).
+    cache = _cache_file(sources[:1]) if tree.symvers_path else None
     tables = _load(cache)
     info = TargetInfo(
         release=tree.release,
@@ -181,9 +184,25 @@ def build_target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> Ta
         module_struct_size=struct_module_size(tree.release),
         read_exports=read_symvers,
     )
+    base = info if not sources[1:] else replace(info, symvers_files=tuple(map(str, sources[:1])))
     if tables is not None:
-        info.__dict__.update(tables)
+        base.__dict__.update(tables)
     else:
-        info.warm()
-        _store(cache, info)
+        base.warm()
+        _store(cache, base)
+    if base is not info:
+        _merge(info, base, replace(info, symvers_files=tuple(map(str, sources[1:]))))
     return info
+
+
+def _merge(info: TargetInfo, kernel: TargetInfo, extra: TargetInfo) -> None:
+    """info's lookup tables = the kernel's (cached) with the extra files' on top (later files
+    win, as in TargetInfo.exports)."""
+    extra.warm()
+    info.__dict__.update(
+        version_records=kernel.version_records | extra.version_records,
+        names=kernel.names | extra.names,
+        gpl_only=(kernel.gpl_only - extra.names) | extra.gpl_only,
+        namespaced={**{k: v for k, v in kernel.namespaced.items() if k not in extra.names},
+                    **extra.namespaced},
+    )

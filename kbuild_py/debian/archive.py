@@ -23,8 +23,8 @@ from pathlib import Path
 from kbuild_py.debian.suites import BASE_SUITE, SUITES
 from kbuild_py.errors import MirrorError, UsageError, VerificationError
 from kbuild_py.paths import cache_dir
+from kbuild_py.seams.http import Http
 from kbuild_py.trust.archive import SignedSuite, fetch_verified
-from kbuild_py.trust.http import Http
 from kbuild_py.trust.packages import Package, parse_packages
 
 __all__ = ["Archive", "Package", "mirror_url", "security_url", "extract_deb"]

@@ -3,7 +3,8 @@
 No index of the tree is built: one `grep -rnwF` over include/ and arch/<arch>/include/ for
 exactly the names asked for (≈0.1 s warm for Debian's 53 MB of headers), then the few hit
 files are read to cut out each declaration (decls.py). grep is the one outside process
-here; `Grep` is its seam (tests inject a pure-Python one).
+here, run through the host process seam; `Grep` is the explain package's own seam (tests
+inject a pure-Python one).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +22,7 @@ from pathlib import Path
 from kbuild_py.errors import InfraError
 from kbuild_py.explain import decls
 from kbuild_py.explain.model import Declaration, Kernel, Lookup, Mention
+from kbuild_py.seams.process import HostRunner
 
 # A hit: (file, 1-based line, text). A Grep takes directories and names.
 Hit = tuple[Path, int, str]
@@ -105,32 +106,25 @@ def header_tree(build: Path, arch: str = "x86", spec: str = "") -> HeaderTree | 
 
 
 def grep(dirs: Sequence[Path], names: Sequence[str]) -> list[Hit]:
-    """GNU grep over the .h files of dirs for whole-word occurrences of any of names."""
+    """GNU grep over the .h files of dirs for whole-word occurrences of any of names, run
+    through the host process seam (timeout, Ctrl-C, exit status checked)."""
     if not names or not dirs:
         return []
-    argv = [
-        "grep",
-        "-rnwHF",
-        "--include=*.h",
-        "--exclude-dir=config",
-        "--binary-files=without-match",
-    ]
+    argv = ["grep", "-rnwHF", "--include=*.h", "--exclude-dir=config"]
+    argv += ["--binary-files=without-match"]
     for n in names:
         argv += ["-e", n]
     argv += ["--", *(str(d) for d in dirs)]
-    try:
-        res = subprocess.run(
-            argv, capture_output=True, timeout=GREP_TIMEOUT, env={"LC_ALL": "C"}, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise InfraError(f"cannot search kernel headers with grep: {err}", "install grep") from err
-    if res.returncode not in (0, 1):
-        why = res.stderr.decode(errors="replace").strip().splitlines()
-        raise InfraError(
-            f"grep failed on kernel headers: {why[:1]}", "check the header directories"
-        )
+    lines: list[str] = []
+    res = HostRunner().run(argv, env={"LC_ALL": "C"}, timeout=GREP_TIMEOUT, on_line=lines.append)
+    if res.timed_out or res.returncode not in (0, 1):
+        why = next((ln for ln in lines if ln.startswith("grep:")), f"exit {res.returncode}")
+        raise InfraError(f"grep failed on kernel headers: {why}", "check the header directories")
+    prefixes = tuple(f"{d}/" for d in dirs)
     hits: list[Hit] = []
-    for raw in res.stdout.decode(errors="replace").splitlines():
+    for raw in lines:
+        if not raw.startswith(prefixes):
+            continue  # a message of grep's own (stderr shares the stream)
         path, _, rest = raw.partition(":")
         num, _, text = rest.partition(":")
         if num.isdigit():

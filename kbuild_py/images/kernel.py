@@ -278,7 +278,8 @@ class PruneReport:
 
 
 def prune(client: Any = None, *, bases: bool = True) -> PruneReport:
-    """Remove kmod-py's kernel (and base) images, leftover containers and tree snapshots."""
+    """Remove kmod-py's kernel (and base) images, leftover containers, tree snapshots and
+    the header copies `kmod-py explain` made of the images."""
     client = client or docker_client()
     report = PruneReport([], remove_leftover_containers(client), [])
     doomed = client.images.list(filters={"label": f"{KIND_LABEL}=kernel"})
@@ -292,4 +293,11 @@ def prune(client: Any = None, *, bases: bool = True) -> PruneReport:
         for d in sorted(trees.iterdir()):
             shutil.rmtree(d, ignore_errors=True)
             report.trees.append(d.name)
+    # explain's header copies of the images (headers/<release>) and what it looked up in them
+    headers = cache_dir() / "headers"
+    if headers.is_dir():
+        for d in sorted(p for p in headers.iterdir() if p.is_dir()):
+            shutil.rmtree(d, ignore_errors=True)
+            report.trees.append(f"headers/{d.name}")
+    shutil.rmtree(cache_dir() / "explain", ignore_errors=True)
     return report

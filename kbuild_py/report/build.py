@@ -100,7 +100,8 @@ def first_errors(res: BuildResult, limit: int = 12) -> list:  # type: ignore[typ
 def warning_count(res: BuildResult) -> str:
     """'N warning(s)', saying what they come from when make rebuilt only part of it."""
     n = f"{len(res.warnings)} warning(s)"
-    return f"{n} from the {res.compiled} object(s) compiled this time" if res.compiled else n
+    earlier = sum(d.earlier for d in res.warnings)
+    return f"{n} ({earlier} from objects not recompiled this time)" if earlier else n
 
 
 def summary_table(results: Sequence[BuildResult]) -> str:
@@ -145,6 +146,7 @@ def to_json(results: Sequence[BuildResult]) -> str:
                 "extra": r.extra,
                 "notes": r.notes,
                 "compiled": r.compiled,
+                "warnings_earlier": sum(d.earlier for d in r.warnings),
                 "errors": [d.text for d in first_errors(r, 1000)],
                 "warnings": [d.text for d in r.warnings],
                 "modules": [

@@ -1,1 +1,1 @@
-"""One module per outside process: host processes, Docker, QEMU."""
+"""One module per outside process: host processes, Docker, QEMU, HTTP downloads."""

@@ -3,6 +3,7 @@
 module loader does (verify).
 
 Libraries: `cryptography` makes keys and certificates and checks signatures;
-`asn1crypto` reads the PKCS#7/CMS SignedData. Both are imported only by the functions
-that need them, so commands that never touch a signature do not pay for them.
+`asn1crypto` reads the PKCS#7/CMS SignedData (in kbuild_py.check.elf.signature, shared with
+modinfo's view). Both are imported only by the functions that need them, so commands
+that never touch a signature do not pay for them.
 """

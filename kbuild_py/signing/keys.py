@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kbuild_py.check.elf.signature import serial_magnitude
 from kbuild_py.errors import UsageError
 from kbuild_py.kernels.buildtree import parse_kconfig
 
@@ -117,13 +118,7 @@ class CertInfo:
     @property
     def key_id(self) -> bytes:
         """The serial's bytes, as the kernel and modinfo (`sig_key`) identify the key."""
-        return serial_bytes(self.serial)
-
-
-def serial_bytes(serial: int) -> bytes:
-    """An X.509 serial as modinfo shows it: the magnitude, big-endian, no leading zero bytes."""
-    n = abs(serial)
-    return n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+        return serial_magnitude(self.serial)
 
 
 def load_cert(path: Path) -> Certificate:

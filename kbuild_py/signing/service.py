@@ -12,7 +12,7 @@ from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.kernels.host import host_target
 from kbuild_py.kernels.resolve import resolve_spec
 from kbuild_py.signing.keys import KeyPair, find_pair
-from kbuild_py.signing.sign import SignedModule, job_for_target, sign_module
+from kbuild_py.signing.sign import SignedModule, job_for_target, kernel_sig_hash, sign_module
 from kbuild_py.signing.verify import TrustedCert, Verification, load_trusted, verify_module
 
 if TYPE_CHECKING:
@@ -83,3 +83,68 @@ def _verified(path: Path, trusted: list[TrustedCert]) -> Verification:
             "the key and the certificate may not belong together",
         )
     return v
+
+
+# --- signing in a build ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignSettings:
+    """`build --sign`: the key pair and how; hash None = each kernel's CONFIG_MODULE_SIG_HASH."""
+
+    pair: KeyPair
+    hash_algo: str | None = None
+    strip: bool = False
+
+
+@dataclass(frozen=True)
+class BuildSigning:
+    """What signing did to one kernel's modules."""
+
+    signed: tuple[SignedModule, ...] = ()
+    signer: str = ""  # "'CN' key HEX"
+    note: str | None = None  # why nothing was signed
+
+
+def settings_for(
+    key: Path | None,
+    cert: Path | None,
+    hash_algo: str | None,
+    strip: bool,
+    project_sign: dict[str, object] | None = None,
+    project_dir: Path | None = None,
+) -> SignSettings:
+    """Options first, then kmod.toml's [sign] (paths relative to the project), then the
+    DKMS or kmod-py key pair."""
+    table = project_sign or {}
+    base = project_dir or Path.cwd()
+    configured = None
+    if "key" in table and "cert" in table:
+        configured = KeyPair(base / str(table["key"]), base / str(table["cert"]), "kmod.toml")
+    pair = find_pair(key, cert, configured)
+    algo = hash_algo or (str(table["hash"]) if "hash" in table else None)
+    return SignSettings(pair, algo, strip or bool(table.get("strip", False)))
+
+
+def sign_built(
+    modules: Sequence[Path],
+    target: Target,
+    settings: SignSettings,
+    make_vars=None,  # type: ignore[no-untyped-def]
+) -> BuildSigning:
+    """Strip and sign a kernel's freshly built modules with its own sign-file, then verify
+    each against the certificate. A kernel without CONFIG_MODULE_SIG_HASH checks no
+    signatures: like DKMS, nothing is signed for it (unless a hash is given)."""
+    if settings.hash_algo is None and kernel_sig_hash(target.tree.config) is None:
+        return BuildSigning(note=f"not signed: {target.release} has no CONFIG_MODULE_SIG_HASH")
+    job = job_for_target(
+        target, settings.pair, hash_algo=settings.hash_algo, strip=settings.strip,
+        make_vars=make_vars,
+    )  # fmt: skip
+    trusted = load_trusted([settings.pair.cert])
+    signed, verdict = [], None
+    for ko in modules:
+        signed.append(sign_module(ko, job))
+        verdict = _verified(ko, trusted)
+    signer = verdict.detail.split(": signed by ", 1)[-1].split(", ", 1)[0] if verdict else ""
+    return BuildSigning(tuple(signed), signer)

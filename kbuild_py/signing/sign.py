@@ -198,7 +198,7 @@ def job_for_target(
             "install the kernel's linux-kbuild package (Debian: linux-kbuild-<version>), "
             "or build it: make -C KDIR scripts",
         )
-    cross = (make_vars or {}).get("CROSS_COMPILE", "")
+    cross = (make_vars or {}).get("CROSS_COMPILE") or _default_cross(target.tree.srcarch)
     return SignJob(
         pair=pair,
         hash_algo=algo,
@@ -208,3 +208,15 @@ def job_for_target(
         strip=f"{cross}strip" if strip else None,
         compress=compress_as,
     )
+
+
+# Debian's cross toolchains, for stripping another architecture's modules
+_CROSS = {"arm64": "aarch64-linux-gnu-", "x86": "x86_64-linux-gnu-", "riscv": "riscv64-linux-gnu-"}
+_HOST_ARCH = {"x86_64": "x86", "aarch64": "arm64", "riscv64": "riscv"}
+
+
+def _default_cross(srcarch: str) -> str:
+    """The CROSS_COMPILE prefix a kernel of srcarch needs on this machine ("" when native)."""
+    if not srcarch or _HOST_ARCH.get(os.uname().machine) == srcarch:
+        return ""
+    return _CROSS.get(srcarch, "")

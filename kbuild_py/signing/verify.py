@@ -23,10 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kbuild_py.check.elf.signature import PKEY_ID_PKCS7, has_magic, read_trailer
+from kbuild_py.check.elf.signature import (
+    PKEY_ID_PKCS7,
+    Pkcs7Error,
+    SignerFacts,
+    has_magic,
+    read_signed_data,
+    read_trailer,
+    serial_magnitude,
+)
 from kbuild_py.check.model import Finding
-from kbuild_py.signing.keys import CertInfo, cert_info, load_cert, serial_bytes
-from kbuild_py.signing.pkcs7 import OID_DATA, Pkcs7Error, SignerFacts, read_signed_data
+from kbuild_py.signing.keys import CertInfo, cert_info, load_cert
 
 # Digests the kernel's crypto API offers for module signatures (hashlib names)
 _HASHLIB = {
@@ -42,6 +49,7 @@ _HASHLIB = {
 _RSA = {"1.2.840.113549.1.1.1"} | {f"1.2.840.113549.1.1.{n}" for n in (5, 11, 12, 13, 14)}
 _ECDSA = {"1.2.840.10045.2.1"} | {f"1.2.840.10045.4.3.{n}" for n in (1, 2, 3, 4)}
 KEY_REJECTED = "Key was rejected by service"
+OID_DATA = "1.2.840.113549.1.7.1"
 
 
 @dataclass(frozen=True)
@@ -236,7 +244,7 @@ def _why_rsa(public_key: Any, facts: SignerFacts, digest: bytes) -> str:
 def _signer(facts: SignerFacts) -> str:
     if facts.skid is not None:
         return f"key id {_hex(facts.skid)}"
-    return f"'{facts.issuer_cn}' key {_hex(serial_bytes(facts.serial or 0))}"
+    return f"'{facts.issuer_cn}' key {_hex(serial_magnitude(facts.serial or 0))}"
 
 
 def _hex(raw: bytes) -> str:

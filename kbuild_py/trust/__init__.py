@@ -12,5 +12,5 @@ The chain of trust, every link checked before the next is used:
    SHA256 is refused (packages.py, archive.py).
 
 Cached copies are checked again the same way before they are used. Downloads go through one
-small HTTP seam (http.py) so unit tests need no network.
+small HTTP seam (kbuild_py.seams.http) so unit tests need no network.
 """

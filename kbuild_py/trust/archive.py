@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kbuild_py.errors import VerificationError
+from kbuild_py.seams.http import Http, NotFound, UrllibHttp
 from kbuild_py.trust import gpgv, hashes
 from kbuild_py.trust.hashes import Digest
-from kbuild_py.trust.http import Http, NotFound, UrllibHttp
 from kbuild_py.trust.release import Release, read_inrelease, read_release
 
 INDEX_MAX_AGE = 6 * 3600  # seconds before a cached Release is fetched again

@@ -3,8 +3,9 @@
 Layout at the end of a signed module:
   [ELF][signer][key id][signature: sig_len bytes][struct module_signature][SIG_MAGIC]
 sign-file writes PKCS#7 (id_type 2) with signer_len = key_id_len = 0; the signer,
-key serial and digest algorithm live inside the PKCS#7 SignedData, read here
-with a small DER reader (definite lengths only, as DER requires).
+key serial and digest algorithm live inside the PKCS#7 SignedData, read here with
+asn1crypto (imported on the first signed module; a cache of DER prefixes means a
+kernel's thousands of modules, all signed by one key, are parsed once).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+
+from kbuild_py.paths import cache_dir
 
 SIG_MAGIC = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3sI")  # algo hash id_type signer_len key_id_len pad sig_len
@@ -37,152 +41,212 @@ _OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 _OID_CN = "2.5.4.3"
 
 
-class DerError(ValueError):
-    pass
+class Pkcs7Error(ValueError):
+    """The blob is not a PKCS#7 SignedData the kernel could read."""
 
 
-def der_read(buf: bytes, pos: int = 0, end: int | None = None) -> tuple[int, int, int, int]:
-    """One TLV at pos: (tag, content start, content end, next position)."""
-    end = len(buf) if end is None else end
-    if pos + 2 > end:
-        raise DerError("truncated TLV")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise DerError("high tag numbers unsupported")
-    n = buf[pos + 1]
-    pos += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if k == 0 or k > 4 or pos + k > end:
-            raise DerError("bad length")
-        n = int.from_bytes(buf[pos : pos + k], "big")
-        pos += k
-    if pos + n > end:
-        raise DerError("content past end")
-    return tag, pos, pos + n, pos + n
+@dataclass(frozen=True)
+class SignerFacts:
+    """The first SignerInfo of a PKCS#7 SignedData, and what surrounds it."""
+
+    content_type: str  # encapContentInfo's type (dotted): modules must say "data"
+    detached: bool  # no content inside: the module bytes are the content
+    issuer_der: bytes | None  # issuerAndSerialNumber's issuer (None: key named by SKID)
+    issuer_cn: str | None
+    serial: int | None
+    skid: bytes | None  # subjectKeyIdentifier (sign-file -k)
+    digest_oid: str
+    signature_oid: str
+    signature: bytes = field(repr=False)
+    signed_attrs: bool = False  # authenticated attributes present
+
+    @property
+    def hash_algo(self) -> str:
+        return _DIGEST_NAMES.get(self.digest_oid, self.digest_oid)
 
 
-def der_children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """(tag, start, end) of each TLV inside a constructed value."""
-    out = []
-    pos = start
-    while pos < end:
-        tag, s, e, pos = der_read(buf, pos, end)
-        out.append((tag, s, e))
-    return out
-
-
-_OID_CACHE: dict[bytes, str] = {}
 _NAME_CACHE: dict[bytes, str | None] = {}
 
 
-def oid_text(raw: bytes) -> str:
-    text = _OID_CACHE.get(raw)
-    if text is None:
-        text = _oid_text(raw)
-        if len(_OID_CACHE) < 4096:
-            _OID_CACHE[raw] = text
-    return text
+def read_signed_data(blob: bytes) -> SignerFacts:
+    """Parse a PKCS#7 SignedData with asn1crypto; Pkcs7Error when malformed or not one."""
+    from asn1crypto import cms  # lazily: only signed modules pay for the import
+
+    try:
+        info = cms.ContentInfo.load(blob, strict=True)
+        if info["content_type"].dotted != _OID_SIGNED_DATA:
+            raise Pkcs7Error("not PKCS#7 signedData")
+        signed = info["content"]
+        signers = signed["signer_infos"]
+        if len(signers) == 0:
+            raise Pkcs7Error("no signerInfos")
+        si = signers[0]
+        sid = si["sid"]
+        issuer_der = issuer_cn = serial = skid = None
+        if sid.name == "issuer_and_serial_number":
+            issuer = sid.chosen["issuer"]
+            issuer_der = issuer.dump()
+            if issuer_der in _NAME_CACHE:  # every module of a kernel has the same signer
+                issuer_cn = _NAME_CACHE[issuer_der]
+            else:
+                issuer_cn = _name_cn(issuer)
+                if len(_NAME_CACHE) < 1024:
+                    _NAME_CACHE[issuer_der] = issuer_cn
+            serial = sid.chosen["serial_number"].native
+        else:
+            skid = sid.chosen.native
+        encap = signed["encap_content_info"]
+        return SignerFacts(
+            content_type=encap["content_type"].dotted,
+            detached=encap["content"].native is None,
+            issuer_der=issuer_der,
+            issuer_cn=issuer_cn,
+            serial=serial,
+            skid=skid,
+            digest_oid=si["digest_algorithm"]["algorithm"].dotted,
+            signature_oid=si["signature_algorithm"]["algorithm"].dotted,
+            signature=si["signature"].native,
+            signed_attrs=bool(si["signed_attrs"].native),
+        )
+    except Pkcs7Error:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:
+        raise Pkcs7Error(f"malformed PKCS#7 ({type(err).__name__}: {err})") from None
 
 
-def _oid_text(raw: bytes) -> str:
-    if not raw:
-        raise DerError("empty OID")
-    first = raw[0]
-    parts = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
-    val = 0
-    for b in raw[1:]:
-        val = (val << 7) | (b & 0x7F)
-        if not b & 0x80:
-            parts.append(val)
-            val = 0
-    return ".".join(map(str, parts))
+def _name_cn(name) -> str | None:  # type: ignore[no-untyped-def]
+    """kmod's x509_name_to_str: the first commonName, else (its quirk) the last value,
+    as the string's own bytes say."""
+    value = None
+    for rdn in name.chosen:
+        for attr in rdn:
+            raw = attr["value"]
+            raw = raw.chosen if hasattr(raw, "chosen") else raw
+            value = bytes(raw.contents or b"").decode("utf-8", "replace")
+            if attr["type"].dotted == _OID_CN:
+                return value
+    return value
 
 
 @dataclass(frozen=True)
 class Pkcs7Info:
+    """What kmod's modinfo shows of a PKCS#7 signature."""
+
     signer: str | None  # CN of the issuer of the first SignerInfo
     key_id: bytes  # serial number (magnitude, big-endian), what kmod shows as sig_key
     hash_algo: str
     signature: bytes  # encryptedDigest
 
 
-def _name_cn(buf: bytes, s: int, e: int) -> str | None:
-    """kmod's x509_name_to_str: the first CN, else (its quirk) the last attribute's value."""
-    value = None
-    for _tag, rs, re_ in der_children(buf, s, e):  # RDN SETs
-        for _t, as_, ae in der_children(buf, rs, re_):  # AttributeTypeAndValue
-            kids = der_children(buf, as_, ae)
-            if len(kids) < 2:
-                raise DerError("bad name attribute")
-            value = buf[kids[1][1] : kids[1][2]].decode("utf-8", "replace")
-            if kids[0][0] == 0x06 and oid_text(buf[kids[0][1] : kids[0][2]]) == _OID_CN:
-                return value
-    return value
-
-
 _PREFIXES: list[tuple[bytes, int, Pkcs7Info]] = []  # (DER before the signature, length, info)
+_MAX_PREFIXES = 16
 
 
 def parse_pkcs7(blob: bytes) -> Pkcs7Info:
-    """parse_pkcs7_der with a fast path: modules signed by one key share every DER byte
-    before the signature value, so a blob of the same length with the same prefix has
-    the same signer, serial and digest, and its signature is the rest."""
-    for prefix, size, info in _PREFIXES:
+    """modinfo's view of a PKCS#7 blob, with a fast path: modules signed by one key share
+    every DER byte before the signature value, so a blob of the same length with the same
+    prefix has the same signer, serial and digest, and its signature is the rest. Prefixes
+    are remembered across runs (known_prefixes): checking a kernel's thousands of modules
+    parses one blob with asn1crypto the first time, none afterwards."""
+    for prefix, size, info in known_prefixes():
         if len(blob) == size and blob.startswith(prefix):
             return Pkcs7Info(info.signer, info.key_id, info.hash_algo, blob[len(prefix) :])
-    info = parse_pkcs7_der(blob)
-    if info.signature and blob.endswith(info.signature) and len(_PREFIXES) < 16:
+    info = pkcs7_info(read_signed_data(blob))
+    if info.signature and blob.endswith(info.signature) and len(_PREFIXES) < _MAX_PREFIXES:
         _PREFIXES.append((blob[: len(blob) - len(info.signature)], len(blob), info))
+        _store_prefixes()
     return info
 
 
-def parse_pkcs7_der(blob: bytes) -> Pkcs7Info:
-    """Signer, serial, digest algorithm and signature of a PKCS#7 SignedData.
+# --- prefixes remembered across runs -------------------------------------------------------
+# A file in the cache directory: magic, then per prefix: >IIHHB (prefix length, blob size,
+# signer length or 0xFFFF for none, key id length, hash name length) and those bytes. An entry
+# is a pure function of its prefix bytes (which contain the signer's name and the serial),
+# and one whose signer or serial is not inside its prefix is not used.
+_STORE_MAGIC = b"kmod-py pkcs7 prefixes 1\n"
+_ENTRY = struct.Struct(">IIHHB")
+_loaded = False
 
-    Raises DerError when the blob is malformed."""
-    tag, s, e, _ = der_read(blob)
-    if tag != 0x30:
-        raise DerError("ContentInfo is not a SEQUENCE")
-    ci = der_children(blob, s, e)
-    if len(ci) < 2 or ci[0][0] != 0x06 or oid_text(blob[ci[0][1] : ci[0][2]]) != _OID_SIGNED_DATA:
-        raise DerError("not PKCS#7 signedData")
-    tag, s, e, _ = der_read(blob, ci[1][1], ci[1][2])  # [0] EXPLICIT SignedData
-    if tag != 0x30:
-        raise DerError("SignedData is not a SEQUENCE")
-    sd = der_children(blob, s, e)
-    sets = [c for c in sd if c[0] == 0x31]
-    if len(sets) < 2:
-        raise DerError("no signerInfos")
-    infos = der_children(blob, sets[-1][1], sets[-1][2])
-    if not infos:
-        raise DerError("empty signerInfos")
-    si = der_children(blob, infos[0][1], infos[0][2])
-    if len(si) < 5 or si[1][0] != 0x30:
-        raise DerError("SignerInfo without issuerAndSerialNumber")
-    ias = der_children(blob, si[1][1], si[1][2])
-    if len(ias) != 2 or ias[1][0] != 0x02:
-        raise DerError("bad issuerAndSerialNumber")
-    issuer = blob[ias[0][1] : ias[0][2]]
-    if issuer in _NAME_CACHE:  # every module of a kernel has the same signer
-        signer = _NAME_CACHE[issuer]
-    else:
-        signer = _name_cn(issuer, 0, len(issuer))
-        if len(_NAME_CACHE) < 1024:
-            _NAME_CACHE[issuer] = signer
-    serial = blob[ias[1][1] : ias[1][2]]
-    if serial and serial[0] & 0x80:  # negative: BN keeps the magnitude
-        serial = (-int.from_bytes(serial, "big", signed=True)).to_bytes(len(serial), "big")
-    serial = serial.lstrip(b"\0")
-    alg = der_children(blob, si[2][1], si[2][2])
-    if not alg or alg[0][0] != 0x06:
-        raise DerError("bad digestAlgorithm")
-    oid = oid_text(blob[alg[0][1] : alg[0][2]])
-    digests = [c for c in si[3:] if c[0] == 0x04]
-    if not digests:
-        raise DerError("no encryptedDigest")
-    sig = blob[digests[0][1] : digests[0][2]]
-    return Pkcs7Info(signer, serial, _DIGEST_NAMES.get(oid, oid), sig)
+
+def _store_path() -> Path:
+    return cache_dir() / "pkcs7-prefixes"
+
+
+def known_prefixes() -> list[tuple[bytes, int, Pkcs7Info]]:
+    """The prefixes of earlier runs (read once per process), then those learnt since."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        try:
+            raw = _store_path().read_bytes()
+        except OSError:
+            raw = b""
+        _PREFIXES.extend(_decode_store(raw)[:_MAX_PREFIXES])
+    return _PREFIXES
+
+
+def _decode_store(raw: bytes) -> list[tuple[bytes, int, Pkcs7Info]]:
+    out: list[tuple[bytes, int, Pkcs7Info]] = []
+    if not raw.startswith(_STORE_MAGIC):
+        return out
+    pos = len(_STORE_MAGIC)
+    try:
+        while pos < len(raw):
+            plen, size, slen, klen, alen = _ENTRY.unpack_from(raw, pos)
+            pos += _ENTRY.size
+            n = slen if slen != 0xFFFF else 0
+            prefix, signer_b = raw[pos : pos + plen], raw[pos + plen : pos + plen + n]
+            key = raw[pos + plen + n : pos + plen + n + klen]
+            algo = raw[pos + plen + n + klen : pos + plen + n + klen + alen].decode("ascii")
+            pos += plen + n + klen + alen
+            if pos > len(raw) or size <= plen or signer_b not in prefix or key not in prefix:
+                return []
+            signer = signer_b.decode("utf-8", "replace") if slen != 0xFFFF else None
+            out.append((prefix, size, Pkcs7Info(signer, key, algo, b"")))
+    except (struct.error, UnicodeDecodeError):
+        return []
+    return out
+
+
+def _store_prefixes() -> None:
+    """Rewrite the file with what this process knows (atomically; best effort)."""
+    import os
+    import tempfile
+
+    parts = [_STORE_MAGIC]
+    for prefix, size, info in _PREFIXES:
+        signer = info.signer.encode("utf-8", "surrogateescape") if info.signer is not None else b""
+        algo = info.hash_algo.encode("ascii", "replace")
+        if len(signer) >= 0xFFFF or len(info.key_id) > 0xFFFF or len(algo) > 0xFF:
+            continue
+        slen = len(signer) if info.signer is not None else 0xFFFF
+        parts += [_ENTRY.pack(len(prefix), size, slen, len(info.key_id), len(algo)), prefix]
+        parts += [signer, info.key_id, algo]
+    path = _store_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".pkcs7-prefixes.", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"".join(parts))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the next run one parse
+
+
+def pkcs7_info(facts: SignerFacts) -> Pkcs7Info:
+    """modinfo's fields from the SignerInfo. kmod reads PKCS#7 with OpenSSL's PKCS7 type,
+    which knows keys named by issuer and serial only: a SKID signer is unreadable there."""
+    if facts.serial is None:
+        raise Pkcs7Error("SignerInfo names its key by subjectKeyIdentifier")
+    return Pkcs7Info(
+        facts.issuer_cn, serial_magnitude(facts.serial), facts.hash_algo, facts.signature
+    )
+
+
+def serial_magnitude(serial: int) -> bytes:
+    """An INTEGER as OpenSSL's BN_bn2bin gives it: magnitude, big-endian, no leading zeros."""
+    n = abs(serial)
+    return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
 @dataclass(frozen=True)
@@ -215,7 +279,7 @@ class ModuleSignature:
             return None
         try:
             return parse_pkcs7(self.blob)
-        except (DerError, IndexError, ValueError):
+        except Pkcs7Error:
             return None
 
     def kmod_fields(self) -> list[tuple[str, str]] | None:
