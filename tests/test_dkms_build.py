@@ -234,3 +234,17 @@ def test_warning_count_does_not_depend_on_what_make_recompiled(
     (project / "b.c").write_text("int b_value(void);\nint b_value(void) { return 0; }\n")
     fixed = build_json(project, "--kernel", host_release)[1]  # b.c recompiled, clean now
     assert not any("b.c" in w for w in fixed["warnings"]), fixed["warnings"]
+
+
+@pytest.mark.docker
+def test_dkms_conf_project_builds_in_a_container(docker_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Only the copy is mounted: ../include and the chained makes must work inside it, and
+    dkms.conf is read by the container's bash against the container's kernel tree."""
+    project = two_dir_project(tmp_path / "p", CONF + (
+        'if [ -f "$kernel_source_dir/include/config/auto.conf" ]; then '
+        'BUILD_EXCLUSIVE_CONFIG="CONFIG_MODULES"; fi\n'
+    ))
+    rc, doc = build_json(project, "--kernel", "debian:bookworm")
+    assert rc == 0, (doc["error"], doc["errors"])
+    assert doc["where"] != "host" and doc["package"] == "twodir"
+    assert sorted(Path(m["path"]).name for m in doc["modules"]) == ["core.ko", "extra.ko"]

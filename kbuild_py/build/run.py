@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbuild_py.build.layout import CopyLayout, layout_for
 from kbuild_py.build.plan import BuildOptions, make_argv
 from kbuild_py.build.sources import sync_sources
 from kbuild_py.check.engine import check_module
 from kbuild_py.dkms.conf import CONF_FILE
 from kbuild_py.dkms.run import run_dkms
-from kbuild_py.dkms.tree import CopyLayout, layout_for
 from kbuild_py.errors import KmodError
 from kbuild_py.kernels.spec import Target
 from kbuild_py.seams.process import Result, cancel_all, signals_to_main_thread

@@ -42,8 +42,8 @@ def build(
     from kbuild_py.build.run import build_all
     from kbuild_py.errors import UsageError
     from kbuild_py.kernels.select import resolve_targets
-    from kbuild_py.makevars import parse_make_vars
     from kbuild_py.project.config import find_module_dir, load_project
+    from kbuild_py.project.makevars import parse_make_vars
     from kbuild_py.report import build as rb
 
     if kdir is not None and kernel:

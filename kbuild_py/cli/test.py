@@ -40,7 +40,7 @@ def test(
     """Boot each target kernel in QEMU, load the module, and judge the kernel's log."""
     from kbuild_py.boot import run as tr
     from kbuild_py.errors import UsageError
-    from kbuild_py.makevars import parse_make_vars
+    from kbuild_py.project.makevars import parse_make_vars
     from kbuild_py.report import test as rt
 
     make_vars = parse_make_vars(make_var or [])

@@ -8,14 +8,16 @@ runner (the host or the kernel's container) in the copy, with its output in buil
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kbuild_py.build.layout import CopyLayout
 from kbuild_py.dkms.conf import CONF_FILE, ConfContext, read_conf
 from kbuild_py.dkms.plan import DkmsPlan, plan_dkms
-from kbuild_py.dkms.tree import CopyLayout, link_dkms_paths
 
 if TYPE_CHECKING:
     from kbuild_py.build.plan import BuildOptions
@@ -155,3 +157,22 @@ def _locate(plan: DkmsPlan, layout: CopyLayout, log: BuildLog) -> None:
         if not (layout.copy / m.relpath).is_file():
             log.write(f"# missing: {m.relpath}")
             log.result.missing.append(m.name)
+
+
+def link_dkms_paths(layout: CopyLayout, module: str, version: str) -> Path:
+    """Make $dkms_tree/<module>/<version>/build and $source_tree/<module>-<version> lead to
+    the copy (relative links, so they also resolve inside a container), as the MAKE lines
+    of dkms.conf files name them. Returns the build path."""
+    build = layout.dkms_build_dir(module, version)
+    src = layout.dkms_tree / "source" / f"{module}-{version}"
+    for link in (build, src):
+        if ".." in Path(module).parts or ".." in Path(version).parts or "/" in module:
+            break
+        link.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(layout.copy, link.parent)
+        if link.is_symlink() and os.readlink(link) == target:
+            continue
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target)
+    return build

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.errors import ProjectError, UsageError
-from kbuild_py.makevars import check_make_vars
+from kbuild_py.project.makevars import check_make_vars
 
 PROJECT_FILE = "kmod.toml"
 _OBJ_M = re.compile(r"^\s*obj-(?:m|\$\([A-Z0-9_]+\))\s*[:+]?=", re.M)

@@ -9,8 +9,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from kbuild_py.build.layout import layout_for
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
-from kbuild_py.dkms.tree import layout_for
 from kbuild_py.explain.render import render_text as render_explanations
 from kbuild_py.explain.render import to_json as explanations_json
 from kbuild_py.report.table import human_size, paint, table

@@ -1,4 +1,4 @@
-"""The project tree a build copies, and where dkms-style paths point inside the copy.
+"""The project tree a build copies, and the paths of one kernel's copy of it.
 
 A build sees the whole project tree, not only the module directory, so that paths out of a
 module directory (`-I$(src)/../include`, `#include "../common/x.h"`,
@@ -10,14 +10,13 @@ dkms.conf, else a kmod.toml, else the module directory itself.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from kbuild_py.dkms.conf import CONF_FILE
 from kbuild_py.paths import output_dir
+from kbuild_py.project.config import PROJECT_FILE
 
-PROJECT_FILE = "kmod.toml"  # kbuild_py.project.config.PROJECT_FILE (not imported: no cycle)
 MAX_UP = 4  # parents searched above a module directory
 VCS_DIRS = (".git", ".hg", ".svn")
 
@@ -78,22 +77,3 @@ def layout_for(module_dir: Path, release: str) -> CopyLayout:
     module_dir = Path(module_dir).resolve()
     root = project_root(module_dir)
     return CopyLayout(root=root, module_dir=module_dir, copy=output_dir(root, release))
-
-
-def link_dkms_paths(layout: CopyLayout, module: str, version: str) -> Path:
-    """Make $dkms_tree/<module>/<version>/build and $source_tree/<module>-<version> lead to
-    the copy (relative links, so they also resolve inside a container), as the MAKE lines
-    of dkms.conf files name them. Returns the build path."""
-    build = layout.dkms_build_dir(module, version)
-    src = layout.dkms_tree / "source" / f"{module}-{version}"
-    for link in (build, src):
-        if ".." in Path(module).parts or ".." in Path(version).parts or "/" in module:
-            break
-        link.parent.mkdir(parents=True, exist_ok=True)
-        target = os.path.relpath(layout.copy, link.parent)
-        if link.is_symlink() and os.readlink(link) == target:
-            continue
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target)
-    return build

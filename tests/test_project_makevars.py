@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from kbuild_py.errors import UsageError
-from kbuild_py.makevars import parse_make_vars
 from kbuild_py.project.config import load_project
+from kbuild_py.project.makevars import parse_make_vars
 
 
 def test_make_names_that_are_not_identifiers_are_accepted() -> None:
