@@ -248,3 +248,15 @@ def test_dkms_conf_project_builds_in_a_container(docker_client, tmp_path: Path) 
     assert rc == 0, (doc["error"], doc["errors"])
     assert doc["where"] != "host" and doc["package"] == "twodir"
     assert sorted(Path(m["path"]).name for m in doc["modules"]) == ["core.ko", "extra.ko"]
+
+
+def test_failing_pre_build_shows_its_last_lines(tmp_path: Path, host_release: str) -> None:
+    project = two_dir_project(tmp_path / "p", CONF + 'PRE_BUILD="configure --fast"\n')
+    write(project, {"configure": '#!/bin/sh\necho "checking for libfoo... no"\nexit 3\n'})
+    (project / "configure").chmod(0o755)
+    rc, doc = build_json(project, "--kernel", host_release)
+    assert rc == 1 and doc["error"] == "dkms.conf PRE_BUILD failed (exit 3)", doc
+    assert doc["tail"] == ["checking for libfoo... no"]
+    assert doc["ignored_directives"] == ["DEST_MODULE_LOCATION"]
+    res = runner.invoke(app, ["build", str(project), "--kernel", host_release])
+    assert "  | checking for libfoo... no" in res.output

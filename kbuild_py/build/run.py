@@ -11,6 +11,7 @@ import re
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)  # warnings about the project itself
     compiled: int = 0  # objects (re)compiled by this build
     compiled_stems: set[str] = field(default_factory=set)
+    tail: list[str] = field(default_factory=list)  # last lines of a step that failed
+    ignored: list[str] = field(default_factory=list)  # dkms.conf install-time directives
     explanations: list = field(default_factory=list)  # explain.Explanation, when make failed
 
     @property
@@ -153,6 +156,7 @@ class BuildResult:
 
 
 LineCallback = Callable[[Target, str], None]
+TAIL_LINES = 8
 _COMPILED = re.compile(r"^\s{2}CC( \[M\])?\s+\S+\.o$")
 
 
@@ -166,6 +170,7 @@ class BuildLog:
         self.result, self.layout, self.on_line = result, layout, on_line
         self.prefixes: list[tuple[str, str]] = [(f"{layout.copy}/", f"{layout.root}/")]
         self.file = open(result.log_path, "w")  # noqa: SIM115 - closed by close()
+        self.recent: deque[str] = deque(maxlen=TAIL_LINES)  # the running step's last lines
 
     def alias(self, path: Path) -> None:
         """Another path that leads into the copy (a dkms build link), mapped back too."""
@@ -179,6 +184,8 @@ class BuildLog:
         mapped = line
         for old, new in self.prefixes:
             mapped = mapped.replace(old, new)
+        if mapped.strip():
+            self.recent.append(mapped)
         diag = parse_diagnostic(mapped)
         if diag and diag not in self.result.diagnostics:
             self.result.diagnostics.append(diag)
@@ -197,10 +204,13 @@ class BuildLog:
         label: str = "",
     ) -> Result:
         self.write(f"# {label or 'run'}: " + " ".join(argv) + f"   (in {cwd})")
+        self.recent.clear()
         res = self.result.target.runner.run(
             argv, cwd=cwd, env={"LC_ALL": "C", **(env or {})}, timeout=timeout, on_line=self.line
         )
         self.write(f"# exit {res.returncode}{' (timed out)' if res.timed_out else ''}")
+        if res.returncode != 0:  # what the failing step said last, for when it names no error
+            self.result.tail = list(self.recent)
         self.result.duration += res.duration
         return res
 

@@ -87,6 +87,7 @@ def run_dkms(
     )
     result.package, result.version = plan.package or None, plan.version or None
     result.notes += plan.warnings
+    result.ignored = plan.install_time
     result.expected = [m.name for m in plan.expected]
     if plan.problems:
         result.error = f"{CONF_FILE}: " + "; ".join(plan.problems)

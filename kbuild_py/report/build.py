@@ -66,6 +66,8 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         # compiler/objtool/modpost diagnostics first, make's own "***" lines after them
         for d in first_errors(res):
             out.append("  " + paint(d.text, "red" if d.kind == "error" else "yellow"))
+        if not res.errors and res.tail:  # a step that failed without a recognised error
+            out += [f"  | {line}" for line in res.tail]
         for ko in res.modules:
             out.append(f"  built: {ko.relative_to(res.outdir)}")
         out += render_explanations(res.explanations)
@@ -145,6 +147,8 @@ def to_json(results: Sequence[BuildResult]) -> str:
                 "missing": r.missing,
                 "extra": r.extra,
                 "notes": r.notes,
+                "ignored_directives": r.ignored,
+                "tail": r.tail,
                 "compiled": r.compiled,
                 "warnings_earlier": sum(d.earlier for d in r.warnings),
                 "errors": [d.text for d in first_errors(r, 1000)],
