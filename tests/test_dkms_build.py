@@ -108,6 +108,7 @@ def test_patch_and_pre_build_touch_only_the_copy(tmp_path: Path, host_release: s
             "--- a/include/shared.h\n+++ b/include/shared.h\n@@ -1,2 +1,2 @@\n"
             "-#define VALUE_core 0\n+#define VALUE_core (0 + GENERATED)\n"
             " #define VALUE_extra 0\n"
+            "--- /dev/null\n+++ b/include/added.h\n@@ -0,0 +1 @@\n+#define ADDED 1\n"
         ),
         "gen.sh": '#!/bin/sh\necho "#define GENERATED $(($# - 1))" > include/generated.h\n'
                   'echo "ccflags-y += -include $PWD/include/generated.h" >> core/Kbuild\n',
@@ -118,6 +119,7 @@ def test_patch_and_pre_build_touch_only_the_copy(tmp_path: Path, host_release: s
         assert rc == 0, (doc["errors"], doc["error"])
     assert "VALUE_core 0" in (project / "include/shared.h").read_text()
     assert not (project / "include/generated.h").exists()
+    assert not (project / "include/added.h").exists()  # a file the patch creates: copy only
     copy = project / ".kmod-py" / host_release
     assert "GENERATED" in (copy / "include/shared.h").read_text()
     assert "not executable" in (copy / "build.log").read_text()  # POST_BUILD missing.sh

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kbuild_py.build.layout import CopyLayout
+from kbuild_py.build.sources import sync_sources
 from kbuild_py.dkms.conf import CONF_FILE, ConfContext, read_conf
 from kbuild_py.dkms.plan import DkmsPlan, plan_dkms
 
@@ -123,6 +124,10 @@ def _steps(
     result, copy = log.result, layout.copy
     run_env = {**kernel_cc_env(target), **(env or {})}
     reused = (copy / ".kmod-py-built").exists()
+    if plan.patches and reused:
+        # A patch applies to pristine sources only: start from a fresh copy (as dkms does).
+        fresh_copy(layout)
+        reused = False
     steps: list[tuple[str, str, bool]] = []  # (label, shell command, must succeed)
     if plan.clean and reused:
         steps.append(("CLEAN", plan.clean, False))
@@ -149,6 +154,19 @@ def _steps(
             return False
     result.returncode = 0
     return True
+
+
+def fresh_copy(layout: CopyLayout) -> None:
+    """Empty the copy (its build.log and dkms links stay) and copy the sources again."""
+    keep = {layout.log_path.name, layout.dkms_tree.name}
+    for entry in layout.copy.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    sync_sources(layout.root, layout.copy)
 
 
 def _locate(plan: DkmsPlan, layout: CopyLayout, log: BuildLog) -> None:

@@ -90,6 +90,17 @@ def render_result(
     return out
 
 
+def _load_unload(r: TestResult, name: str) -> tuple[str, str]:
+    """LOAD/UNLOAD columns: one module's outcome, or 'N/M ok' for several."""
+    v = r.verdict
+    if v is None or len(r.modules) <= 1:
+        return step_text(r, "insmod", name), step_text(r, "rmmod", name)
+    n = len(r.modules)
+    loads = sum(step_text(r, "insmod", m) == "ok" for m in r.modules)
+    unloads = sum(step_text(r, "rmmod", m) == "ok" for m in r.modules)
+    return f"{loads}/{n} ok", f"{unloads}/{n} ok"
+
+
 def summary_table(results: list[TestResult]) -> str:
     rows = []
     for r in results:
@@ -98,7 +109,7 @@ def summary_table(results: list[TestResult]) -> str:
         rows.append([
             r.label, r.release, r.status.upper(),
             f"{r.seconds:.1f} s" if r.accel else "-", r.accel or "-",
-            step_text(r, "insmod", name), step_text(r, "rmmod", name),
+            *_load_unload(r, name),
             v.taint_text if v else "-",
         ])
     heads = ["KERNEL", "RELEASE", "RESULT", "TIME", "ACCEL", "LOAD", "UNLOAD", "TAINT"]
