@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kmod-py-installed
 
-.PHONY: setup system demo test lint bench clean
+.PHONY: setup system demo test test-slow lint bench clean
 
 setup: system $(STAMP)
 
@@ -20,7 +20,11 @@ demo: setup
 	@sh scripts/demo.sh
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# Long-running tests (a clang-built kernel made from Debian's linux-source, its boot).
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check kbuild_py tests bench

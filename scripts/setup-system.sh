@@ -12,6 +12,9 @@ pkg_for() { # command -> Debian package
         dockerd) echo docker.io ;;
         debootstrap) echo debootstrap ;;
         qemu-system-x86_64) echo qemu-system-x86 ;;
+        qemu-system-aarch64) echo qemu-system-arm ;;
+        clang-14) echo clang-14 ;;
+        ld.lld-14) echo lld-14 ;;
         busybox) echo busybox-static ;;
         modinfo) echo kmod ;;
         dpkg-deb) echo dpkg ;;
@@ -27,9 +30,14 @@ pkg_for() { # command -> Debian package
     esac
 }
 # gpgv checks the Debian archive's signatures; gpg makes the test suite's throwaway keys.
-for c in make gcc dockerd debootstrap qemu-system-x86_64 modinfo dpkg-deb xz zstd gzip openssl gpgv gpg; do
+# qemu-system-aarch64 boots arm64 kernels (busybox-static:arm64 is fetched by kmod-py into its
+# cache, the host's dpkg is not touched); clang/lld, bc, flex, bison and libelf make the test
+# suite's clang-built kernel tree.
+for c in make gcc dockerd debootstrap qemu-system-x86_64 qemu-system-aarch64 modinfo dpkg-deb xz \
+         zstd gzip openssl gpgv gpg clang-14 ld.lld-14 bc flex bison; do
     have "$c" || need="$need $(pkg_for "$c")"
 done
+dpkg -s libelf-dev >/dev/null 2>&1 || need="$need libelf-dev"
 # busybox-static specifically (a dynamic busybox cannot run in the initramfs)
 dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static"
 # dkms itself: the -dkms corpus test and bench build each package with both tools.

@@ -578,3 +578,25 @@ def test_cli_unusable_inputs_exit_2_before_booting(tmp_path, monkeypatch, extra)
     res = runner.invoke(app, ["test", "--ko", "m.ko", "-k", "6.1.0-56-amd64", *extra])
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and "internal error" not in res.output
+
+
+def _elf_header(machine: int) -> bytes:
+    """A bare 64-bit little-endian ELF header (ET_EXEC) for `machine` (62 x86-64, 183 aarch64)."""
+    import struct
+
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+    return ident + struct.pack("<HHIQQQIHHHHHH", 2, machine, 1, 0, 0, 0, 0, 64, 0, 0, 0, 0, 0)
+
+
+def test_busybox_of_another_architecture_is_not_used(tmp_path: Path) -> None:
+    """An arm64 busybox handed to an amd64 kernel would fail as 'Failed to execute /init
+    (error -8)': each architecture gets its own."""
+    require(Path("/bin/busybox").is_file(), "busybox-static")
+    arm = tmp_path / "busybox-arm64"
+    arm.write_bytes(_elf_header(183))
+    assert tr._elf_machine(arm) == "EM_AARCH64"
+    assert tr._busybox_for(arm, "arm64") == arm
+    assert tr._busybox_for(arm, "amd64") == Path("/bin/busybox")
+    fake = tmp_path / "not-an-elf"
+    fake.write_text("#!/bin/sh\n")
+    assert tr._busybox_for(fake, "amd64") == fake  # fakes in unit tests pass through

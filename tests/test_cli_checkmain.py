@@ -21,8 +21,10 @@ def test_plain_forms_parse() -> None:
     assert opts["recursive"] == [Path("d1"), Path("d2")] and opts["kdir"] is None
     assert parse_fast([]) == {
         "files": None, "as_json": False, "kernel": None, "field": None, "kdir": None,
-        "junit": None, "recursive": [], "extra_symbols": [], "cert": [],
+        "junit": None, "recursive": [], "extra_symbols": [], "cert": [], "verbose": False,
     }  # fmt: skip
+    assert parse_fast(["a.ko", "-v"])["verbose"] is True  # type: ignore[index]
+    assert parse_fast(["a.ko", "--verbose"])["verbose"] is True  # type: ignore[index]
     assert parse_fast(["a.ko", "--cert", "c.der", "--cert=d.pem"])["cert"] == [  # type: ignore[index]
         Path("c.der"),
         Path("d.pem"),

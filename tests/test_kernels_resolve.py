@@ -37,9 +37,34 @@ def test_parse_spec_accepts(spec: str, kind: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("spec", "suite", "flavour"),
+    [
+        ("debian:bookworm/arm64", "bookworm", "arm64"),
+        ("debian:bullseye/amd64", "bullseye", "amd64"),
+        ("debian:trixie/cloud", "trixie", "cloud-amd64"),
+        ("debian:trixie/rt", "trixie", "rt-amd64"),
+        ("debian:trixie-backports/rt-arm64", "trixie-backports", "rt-arm64"),
+        ("debian:bookworm/cloud-arm64", "bookworm", "cloud-arm64"),
+    ],
+)
+def test_parse_spec_flavours(spec: str, suite: str, flavour: str) -> None:
+    assert parse_spec(spec) == KernelSpec("debian", suite, flavour)
+
+
+@pytest.mark.parametrize("spec", ["debian:bookworm/i386", "debian:bookworm/cloudy",
+                                  "debian:x/arm64", "debian:bookworm/", "debian:bookworm/arm64/rt"])
+def test_parse_spec_rejects_bad_flavours(spec: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_spec(spec)
+    assert "flavour" in info.value.message or "suite" in info.value.message
+
+
+@pytest.mark.parametrize(
     ("spec", "says"),
     [
-        ("debian:buster", "Debian suites: bookworm, bookworm-backports, trixie"),
+        ("debian:buster", "Debian suites: bullseye, bookworm, bookworm-backports, trixie"),
+        ("debian:buster", "buster is archived"),
+        ("debian:bullseye-backports", "bullseye-backports is archived"),
         ("debian:", "Debian suites:"),
         ("image:", "image:NAME or image:NAME:TAG"),
         ("image:Bad Name", "image:NAME or image:NAME:TAG"),
@@ -65,7 +90,32 @@ def test_host_release_resolves_to_the_host_tree(host_release: str) -> None:
 def test_suite_kernels_lists_the_current_release() -> None:
     current, releases = suite_kernels("trixie-backports")
     assert re.fullmatch(r"[7-9]\.\d+\.\d+\+deb13-amd64", current), current
-    assert current in releases
+    assert (current, "trixie-backports") in releases
+
+
+@pytest.mark.parametrize("suite", ["bullseye", "bookworm", "trixie"])
+def test_suite_kernels_include_security_updates(suite: str) -> None:
+    """debian:SUITE is Debian's current kernel: the newest linux-headers-amd64 of SUITE,
+    SUITE-security and SUITE-updates (bookworm's lives in bookworm-security)."""
+    current, releases = suite_kernels(suite)
+    origins = dict(releases)
+    assert current in origins
+    main = debian.Archive(suite).current_release()
+    newest_meta = max(
+        (p.version, a.suite) for a in debian.KernelSuite(suite).parts
+        for p in a.packages.get("linux-headers-amd64", ())
+    )
+    assert origins[current] == newest_meta[1] if current != main else True
+    assert debian._version_key(current) >= debian._version_key(main)
+    assert any(o == f"{suite}-security" for o in origins.values()), origins
+    for rel in origins:  # only this flavour: no cloud/rt, no 6.1-amd64 metapackage
+        assert "-cloud-" not in rel and "-rt-" not in rel and re.search(r"-\d|\+deb", rel)
+
+
+def test_bookworm_arm64_and_bullseye_resolve_over_their_security_suites() -> None:
+    assert re.fullmatch(r"6\.1\.0-\d+-arm64", suite_kernels("bookworm/arm64")[0])
+    assert re.fullmatch(r"5\.10\.0-\d+-amd64", suite_kernels("bullseye")[0])
+    assert re.fullmatch(r"6\.1\.0-\d+-rt-amd64", suite_kernels("bookworm/rt")[0])
     with pytest.raises(UsageError):
         suite_kernels("potato")
 
@@ -76,7 +126,7 @@ def test_debian_specs_resolve_to_each_suites_kernel(debian_targets) -> None:  # 
                 "debian:trixie-backports": ("7.", "8.")}
     for spec, t in debian_targets.items():
         suite = spec.split(":", 1)[1]
-        assert t.release == debian.Archive(suite).current_release()
+        assert t.release == debian.current_release(suite)
         assert t.release.startswith(prefixes[spec]) and t.release.endswith("-amd64")
         assert t.suite == suite
         assert t.kdir == f"/lib/modules/{t.release}/build"
@@ -85,16 +135,15 @@ def test_debian_specs_resolve_to_each_suites_kernel(debian_targets) -> None:  # 
         assert t.tree.vermagic.startswith(f"{t.release} SMP preempt mod_unload ")
         assert t.tree.symvers_path is not None
         assert t.compiler.split(" ")[0].endswith(("gcc-12", "gcc-14"))
-    # bookworm: the archive's main suite, not the host's security update
     assert debian_targets["debian:bookworm"].tree.symvers_path.stat().st_size > 100_000
 
 
 @pytest.mark.docker
 def test_exact_release_not_on_host_goes_to_its_debian_suite(debian_targets) -> None:  # type: ignore[no-untyped-def]
-    bookworm = debian_targets["debian:bookworm"]
-    t = resolve_spec(bookworm.release)
-    assert t.where == bookworm.where and t.suite == "bookworm"
-    assert t.spec == bookworm.release
+    trixie = debian_targets["debian:trixie"]  # bookworm's current kernel may be the host's
+    t = resolve_spec(trixie.release)
+    assert t.where == trixie.where and t.suite == "trixie"
+    assert t.spec == trixie.release
 
 
 @pytest.mark.docker
@@ -119,12 +168,14 @@ def test_kernels_command_lists_host_trees_and_images(debian_targets, host_releas
 
 
 def test_kernels_suite_command_marks_the_current_release() -> None:
-    current = debian.Archive("trixie").current_release()
+    current = debian.current_release("trixie")
     res = runner.invoke(app, ["kernels", "--suite", "trixie"])
     assert res.exit_code == 0, res.output
-    assert re.search(rf"^{re.escape(current)}\s+debian:trixie\b", res.output, re.M), res.output
+    assert re.search(rf"^{re.escape(current)}\s+trixie(-security)?\s+debian:trixie\b",
+                     res.output, re.M), res.output
+    assert re.search(r"^\S+\s+trixie-security\s", res.output, re.M), res.output
     bad = runner.invoke(app, ["kernels", "--suite", "buster"])
-    assert bad.exit_code == 2 and "unknown Debian suite 'buster'" in bad.output
+    assert bad.exit_code == 2 and "buster is archived" in bad.output
 
 
 @pytest.mark.docker
@@ -156,5 +207,6 @@ def test_kernels_and_images_json(debian_targets, host_release: str) -> None:  # 
     assert "kmod-py/kernel:debian-bookworm" in imgs[bookworm.release]["tags"]
     res = runner.invoke(app, ["kernels", "--suite", "bookworm", "--json"])
     current = [r for r in json.loads(res.output) if r["current"]]
+    assert current[0].pop("suite") in ("bookworm", "bookworm-security", "bookworm-updates")
     assert current == [{"release": bookworm.release, "spec": "debian:bookworm", "current": True,
                         "image_built": True}]

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbuild_py.check.elf.modfile import ModuleFile
 from kbuild_py.errors import ModuleReadError, UsageError
 
 _SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
@@ -44,20 +45,18 @@ def decompress(data: bytes) -> bytes:
 
 
 def modinfo(elf: bytes, where: str = "module") -> dict[str, list[str]]:
-    """The .modinfo key=value pairs of a plain ELF module (keys may repeat)."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
+    """The .modinfo key=value pairs of a plain ELF module (keys may repeat). Read with
+    modfile's reader: pyelftools alone costs ~0.17 s to import, a tenth of an arm64 boot."""
     try:
-        section = ELFFile(io.BytesIO(elf)).get_section_by_name(".modinfo")
-    except ELFError as e:
-        raise ModuleReadError(f"{where} is not an ELF kernel module: {e}") from e
-    if section is None:
-        raise ModuleReadError(f"{where} has no .modinfo section")
+        module = ModuleFile(Path(where), elf, None)
+    except ModuleReadError as e:
+        reason = e.message.removeprefix(f"{where}: ")
+        if "no .modinfo" in reason:
+            raise ModuleReadError(f"{where} has no .modinfo section") from e
+        raise ModuleReadError(f"{where} is not an ELF kernel module: {reason}") from e
     info: dict[str, list[str]] = {}
-    for raw in section.data().split(b"\0"):
-        if b"=" in raw:
-            key, _, value = raw.decode("utf-8", "replace").partition("=")
+    for key, value in module.modinfo:
+        if value or key:
             info.setdefault(key, []).append(value)
     return info
 

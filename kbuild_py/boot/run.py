@@ -8,6 +8,7 @@ the console log to PROJECT/.kmod-py/<release>/test-console.log, parse a verdict.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from kbuild_py.boot.verdict import Verdict, parse_console
 from kbuild_py.debian import linuximage
 from kbuild_py.debian.archive import extract_deb
 from kbuild_py.debian.linuximage import KernelImage, fetch_kernel
+from kbuild_py.debian.suites import arch_of
 from kbuild_py.errors import InfraError, KmodError, UsageError
 from kbuild_py.paths import cache_dir
 from kbuild_py.seams import qemu
@@ -50,6 +52,11 @@ class KernelTest:
     suite: str | None = None
     mirror: str | None = None  # the Debian mirror the kernel image comes from (--mirror)
 
+    @property
+    def arch(self) -> str:
+        """The kernel's Debian architecture (from its release: 6.1.0-57-arm64 -> arm64)."""
+        return arch_of(self.release)
+
 
 @dataclass
 class TestResult:
@@ -70,33 +77,70 @@ class TestResult:
         return self.status == "pass"
 
 
-def find_busybox(fetch_deb: Callable[[str], Path] | None = None, mirror: str | None = None
-                 ) -> Path:
-    """A statically linked busybox: the host's (from busybox-static), else Debian's package
-    (from `mirror`, authenticated)."""
+_EM = {"amd64": "EM_X86_64", "arm64": "EM_AARCH64"}
+
+
+def _busybox_for(given: Path | None, arch: str, mirror: str | None = None) -> Path:
+    """The busybox passed in unless it is an ELF file for another architecture (an arm64
+    busybox must not boot an amd64 kernel), else find_busybox(arch)."""
+    if given is not None and _elf_machine(given) in (None, _EM.get(arch)):
+        return given
+    return find_busybox(arch=arch, mirror=mirror)
+
+
+_EM_NAMES = {62: "EM_X86_64", 183: "EM_AARCH64"}
+
+
+def _elf_facts(path: Path) -> tuple[str | None, bool]:
+    """(e_machine name, statically linked) of a 64-bit little-endian ELF executable, read
+    with struct (pyelftools costs ~0.17 s to import); (None, False) when it is not one."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4:6] != b"\x02\x01":
+                return None, False
+            machine = struct.unpack_from("<H", head, 18)[0]
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            fh.seek(phoff)
+            table = fh.read(phentsize * phnum)
+    except OSError:
+        return None, False
+    types = [struct.unpack_from("<I", table, i * phentsize)[0] for i in range(phnum)
+             if (i + 1) * phentsize <= len(table)]
+    name = _EM_NAMES.get(machine, f"EM_{machine}")
+    return name, 3 not in types  # PT_INTERP: a dynamic executable
+
+
+def _elf_machine(path: Path) -> str | None:
+    """e_machine of an ELF file ('EM_AARCH64'), None when it is not one."""
+    return _elf_facts(path)[0]
+
+
+def find_busybox(fetch_deb: Callable[[str], Path] | None = None, arch: str = "amd64",
+                 mirror: str | None = None) -> Path:
+    """A statically linked busybox for `arch`: the host's (from busybox-static) when it is one,
+    else Debian's busybox-static package of that architecture (from `mirror`, authenticated),
+    fetched once into the cache (unpacked there: the host's dpkg and apt are not touched)."""
     for cand in (Path("/bin/busybox"), Path("/usr/bin/busybox")):
-        if cand.is_file() and _is_static(cand):
+        if cand.is_file() and _is_static(cand, arch):
             return cand
-    dest = cache_dir() / "busybox-static"
+    dest = cache_dir() / ("busybox-static" if arch == "amd64" else f"busybox-static-{arch}")
     exe = dest / "bin" / "busybox"
     if not exe.is_file():
-        deb = fetch_deb("busybox-static") if fetch_deb else linuximage.fetch_deb(
-            "busybox-static", mirror=mirror)
+        if fetch_deb is not None:
+            deb = fetch_deb("busybox-static")
+        else:
+            deb = linuximage.fetch_deb("busybox-static", mirror=mirror, arch=arch)
         extract_deb(deb, dest)
-    if not exe.is_file() or not _is_static(exe):
-        raise InfraError("no static busybox found", "install busybox-static")
+    if not exe.is_file() or not _is_static(exe, arch):
+        raise InfraError(f"no static busybox for {arch} found", "install busybox-static")
     return exe
 
 
-def _is_static(path: Path) -> bool:
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
-    try:
-        with open(path, "rb") as fh:
-            return not any(s["p_type"] == "PT_INTERP" for s in ELFFile(fh).iter_segments())
-    except (OSError, ELFError):
-        return False
+def _is_static(path: Path, arch: str = "amd64") -> bool:
+    machine, static = _elf_facts(path)
+    return static and machine == _EM.get(arch)
 
 
 @dataclass(frozen=True)
@@ -172,8 +216,10 @@ def prepare(
         for n in chosen
     ]
     wanted = [d for ds in needs.values() for d in ds if moddeps.module_name(d) not in needs]
-    tree = moddeps.ModuleTree(image.module_files(), image.release)
-    deps = tree.resolve(wanted, moddeps.builtin_names(image.modules_dir))
+    deps = []
+    if wanted:  # the kernel's module tree (thousands of files) only when something is needed
+        tree = moddeps.ModuleTree(image.module_files(), image.release)
+        deps = tree.resolve(wanted, moddeps.builtin_names(image.modules_dir))
     gdeps = [guest.GuestModule(d.name, f"{d.name}.ko.gz") for d in deps]
     for d in deps:
         files[f"{guest.DEPS_DIR}/{d.name}.ko.gz"] = guest.pack_module(d.elf())
@@ -198,8 +244,9 @@ def run_one(
     """Test `job.modules` on one kernel. Infrastructure failures become status=error."""
     result = TestResult(job.label, job.release, "error")
     try:
+        arch = job.arch
         image = fetch(job.release, job.suite, job.mirror)
-        prep = prepare(job.modules, image, opts, busybox or find_busybox(mirror=job.mirror))
+        prep = prepare(job.modules, image, opts, _busybox_for(busybox, arch, job.mirror))
         result.modules = [m.name for m in prep.plan.modules]
         result.deps = [d.name for d in prep.plan.deps]
         init = guest.init_script(prep.plan)
@@ -208,7 +255,8 @@ def run_one(
             job.out_dir / INITRAMFS,
             initramfs.build(prep.files, init, executables=["bin/busybox"], compress=opts.compress),
         )
-        spec = qemu.VmSpec(kernel=image.vmlinuz, initrd=initrd, memory_mb=opts.memory_mb)
+        spec = qemu.VmSpec(kernel=image.vmlinuz, initrd=initrd, memory_mb=opts.memory_mb,
+                           arch=arch, append=qemu.default_append(arch))
         console = job.out_dir / CONSOLE_LOG
         result.console = console
         start = time.monotonic()
@@ -240,10 +288,16 @@ def run_all(
     **kw,  # type: ignore[no-untyped-def]
 ) -> list[TestResult]:
     """run_one for every job, `parallel` at a time; results in job order."""
-    busybox = kw.pop("busybox", None) or find_busybox(mirror=jobs[0].mirror if jobs else None)
+    given = kw.pop("busybox", None)
+    boxes: dict[str, Path] = {}
+    for arch in sorted({j.arch for j in jobs}):  # fetched once, before the workers start
+        try:
+            boxes[arch] = _busybox_for(given, arch, jobs[0].mirror)
+        except KmodError:
+            pass  # that kernel's result says so
 
     def one(job: KernelTest) -> TestResult:
-        res = run_one(job, opts, busybox=busybox, **kw)
+        res = run_one(job, opts, busybox=boxes.get(job.arch, given), **kw)
         if on_done:
             on_done(res)
         return res

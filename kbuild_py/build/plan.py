@@ -5,12 +5,13 @@ build at once. Pure, except compiler_in_use (it asks the target's runner).
 from __future__ import annotations
 
 import os
-import re
+import platform
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kbuild_py.build.toolchain import Toolchain, gcc_program, toolchain_for
 from kbuild_py.kernels.spec import Target
 
 BUILD_TIMEOUT = 1800.0
@@ -27,14 +28,19 @@ class BuildOptions:
     follow_dkms_conf: bool = True  # kmod.toml's [build] follow_dkms_conf
 
 
+def target_toolchain(target: Target, make_vars: Mapping[str, str]) -> Toolchain:
+    """Compiler, LLVM= and cross-compiling variables for a target (user variables win)."""
+    return toolchain_for(
+        target.tree.config, target.tree.srcarch, make_vars,
+        machine=platform.machine(),
+        which=shutil.which if target.where == "host" else None,
+    )
+
+
 def make_argv(target: Target, outdir: Path, opts: BuildOptions) -> list[str]:
-    """The exact make command line for one kernel. Pure."""
+    """The exact make command line for one kernel. Pure (apart from looking up programs)."""
     argv = ["make", "-C", target.kdir, f"M={outdir}", f"-j{max(1, opts.make_jobs)}"]
-    variables = dict(opts.make_vars)
-    cc = kernel_compiler_program(target.compiler)
-    usable = target.where != "host" or shutil.which(cc or "") is not None
-    if cc and usable and "CC" not in variables and "LLVM" not in variables:
-        variables["CC"] = cc
+    variables = {**opts.make_vars, **target_toolchain(target, opts.make_vars).variables}
     if opts.extra_symvers and "KBUILD_EXTRA_SYMBOLS" not in variables:
         variables["KBUILD_EXTRA_SYMBOLS"] = " ".join(str(p) for p in opts.extra_symvers)
     argv += [f"{k}={v}" for k, v in variables.items()]
@@ -44,26 +50,16 @@ def make_argv(target: Target, outdir: Path, opts: BuildOptions) -> list[str]:
 
 def kernel_compiler_program(cc_version_text: str) -> str | None:
     """'gcc-12 (Debian 12.2.0-14) 12.2.0' -> 'gcc-12' (also triplet-prefixed names such as
-    'x86_64-linux-gnu-gcc-14'); a plain 'gcc'/'clang' -> None."""
-    prog = cc_version_text.split(" ", 1)[0] if cc_version_text else ""
-    if prog not in ("gcc", "clang") and re.fullmatch(r"(?:[\w.]+-)*(gcc|clang)(-\d+)?", prog):
-        return prog
-    return None
+    'x86_64-linux-gnu-gcc-14'); a plain 'gcc', or clang -> None (see build.toolchain)."""
+    return gcc_program(cc_version_text)
 
 
 def compiler_in_use(target: Target, make_vars: Mapping[str, str]) -> str:
     """First line of `CC --version` for the compiler this build will use (via the runner)."""
-    if "LLVM" in make_vars:
-        llvm = make_vars["LLVM"]
-        cc = (
-            f"clang{llvm}"
-            if llvm.startswith("-")
-            else (f"{llvm}clang" if llvm.endswith("/") else "clang")
-        )
-    else:
-        cc = make_vars.get("CC") or kernel_compiler_program(target.compiler) or "gcc"
-        if target.where == "host" and not shutil.which(cc):
-            cc = "gcc"
+    chosen = Toolchain({**target_toolchain(target, make_vars).variables, **make_vars})
+    cc = chosen.cc or chosen.variables.get("CROSS_COMPILE", "") + "gcc"
+    if target.where == "host" and not shutil.which(cc):
+        cc = "gcc"
     lines: list[str] = []
     try:
         res = target.runner.run([cc, "--version"], timeout=60, on_line=lines.append)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbuild_py.build.layout import CopyLayout, layout_for
-from kbuild_py.build.plan import BuildOptions, make_argv
+from kbuild_py.build.plan import BuildOptions, make_argv, target_toolchain
 from kbuild_py.build.sources import sync_sources
 from kbuild_py.check.engine import check_module
 from kbuild_py.dkms.conf import CONF_FILE
@@ -260,6 +260,8 @@ def build_one(
     expected = list(opts.expected_modules)
     try:
         log.write(f"# kernel {target.spec} ({target.release}) in {target.where}")
+        for note in target_toolchain(target, opts.make_vars).notes:
+            log.write(f"# {note}")
         dkms = opts.follow_dkms_conf and (layout.root / CONF_FILE).is_file()
         if dkms and layout.module_dir == layout.root:
             expected = run_dkms(layout, target, opts, log, env) + expected

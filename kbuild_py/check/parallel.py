@@ -71,7 +71,8 @@ def _work(name: str) -> Outcome:
     elif mode == "text":
         # encoded here, in the workers; bytes a module held that are not UTF-8 go out as
         # they were (like modinfo)
-        payload = rc.report_text(report, bool(_JOB.get("color"))).encode("utf-8", "surrogateescape")
+        payload = rc.report_text(report, bool(_JOB.get("color")), bool(_JOB.get("verbose")))
+        payload = payload.encode("utf-8", "surrogateescape")
     return Outcome(path, report.ok, None, payload, data)
 
 
@@ -85,11 +86,13 @@ def run_many(
     want_dict: bool = False,
     jobs: int | None = None,
     trusted: Sequence[object] = (),
+    verbose: bool = False,
 ) -> Iterable[Outcome]:
     """Check each path; yields Outcomes in input order. jobs=None: all cores for many files.
     trusted: certificates (signing.verify.TrustedCert) to verify signatures against."""
     _JOB.update(
-        target=target, mode=mode, field=field, color=color, want_dict=want_dict, trusted=trusted
+        target=target, mode=mode, field=field, color=color, want_dict=want_dict, trusted=trusted,
+        verbose=verbose,
     )
     if target is not None:
         target.warm()

@@ -10,7 +10,8 @@ from typing import Protocol
 
 from kbuild_py.check.engine import target_info
 from kbuild_py.check.parallel import collect, run_many
-from kbuild_py.errors import UsageError
+from kbuild_py.check.target import struct_module_size
+from kbuild_py.errors import KmodError, UsageError
 from kbuild_py.paths import report_file
 from kbuild_py.report import check as rc
 from kbuild_py.report.table import use_color
@@ -36,7 +37,27 @@ def _targets(kernel: str | None, kdir: Path | None, say: Say) -> list:  # type: 
     # checking with no target kernel never needs
     from kbuild_py.kernels.select import resolve_targets
 
-    return [t.tree for t in resolve_targets(specs, kdir, progress=say)]
+    targets = resolve_targets(specs, kdir, progress=say)
+    for t in targets:
+        if t.suite:
+            _ensure_struct_size(t.release, t.suite, t.tree.path, say)
+    return [t.tree for t in targets]
+
+
+def _ensure_struct_size(release: str, suite: str, tree: Path, say: Say) -> None:
+    """A Debian kernel's sizeof(struct module) comes from one of its own modules: fetch its
+    linux-image package (once, cached) when no module of it is on this machine yet."""
+    if struct_module_size(release, tree) is not None:
+        return
+    say(f"{release}: fetching linux-image-{release} from Debian {suite} "
+        "(its modules tell struct module's size)")
+    # lazily, for start-up: the archive reader only when a kernel package must be fetched
+    from kbuild_py.debian.linuximage import fetch_kernel
+
+    try:
+        fetch_kernel(release, suite)
+    except KmodError as err:
+        say(f"warning: {err.message}: the module-struct-size rule is skipped")
 
 
 def run_check(
@@ -51,6 +72,7 @@ def run_check(
     cert: list[Path] | None = None,
     *,
     say: Say,
+    verbose: bool = False,
 ) -> int:
     """Check the modules; the exit status: 0 all passed, 1 a rule failed, 2 unreadable.
     cert: verify signatures against these certificates (the kernel's trusted keys)."""
@@ -79,7 +101,8 @@ def run_check(
     pending = _Pending(out)
     for info in infos:
         for o in run_many(
-            paths, info, mode=mode, field=field, color=color, want_dict=bool(junit), trusted=trusted
+            paths, info, mode=mode, field=field, color=color, want_dict=bool(junit),
+            trusted=trusted, verbose=verbose,
         ):
             outcomes.append(o)
             if o.error is not None:

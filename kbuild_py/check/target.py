@@ -32,7 +32,7 @@ from kbuild_py.check.elf.modfile import read_module
 from kbuild_py.check.elf.symvers import read_symvers
 from kbuild_py.check.model import TargetInfo
 from kbuild_py.errors import ModuleReadError, UsageError
-from kbuild_py.kernels.buildtree import BuildTree
+from kbuild_py.kernels.buildtree import SAMPLE_MODULE, BuildTree
 from kbuild_py.paths import cache_dir
 
 # The lookup sets the rules use on every module (cheap to load); the full export
@@ -45,12 +45,23 @@ _RECORDS = struct.Struct(f"{_RECORD}s")
 _first = operator.itemgetter(0)
 
 
-def struct_module_size(release: str) -> int | None:
+def struct_module_size(release: str, tree: Path | None = None) -> int | None:
     """sizeof(struct module) of a release, read from one of its in-tree modules when present
-    (installed under /lib/modules, or a linux-image package kmod-py fetched before)."""
+    (installed under /lib/modules, a linux-image package kmod-py fetched (7.x: under
+    usr/lib), or one module copied out of a container target's image next to its tree
+    snapshot)."""
+    if tree is not None and (tree / SAMPLE_MODULE).is_file():
+        try:
+            size = read_module(tree / SAMPLE_MODULE).this_module_size
+        except ModuleReadError:
+            size = None
+        if size:
+            return size
+    fetched = cache_dir() / "kernels" / release
     bases = (
         Path("/lib/modules") / release,
-        cache_dir() / "kernels" / release / "lib/modules" / release,
+        fetched / "lib/modules" / release,
+        fetched / "usr/lib/modules" / release,
     )
     for base in bases:
         kernel = base / "kernel"
@@ -181,7 +192,7 @@ def build_target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> Ta
         elf_machine=tree.elf_machine,
         config=dict(tree.config),
         symvers_files=tuple(str(p) for p in sources),
-        module_struct_size=struct_module_size(tree.release),
+        module_struct_size=struct_module_size(tree.release, tree.path),
         read_exports=read_symvers,
     )
     base = info if not sources[1:] else replace(info, symvers_files=tuple(map(str, sources[:1])))

@@ -4,7 +4,8 @@ Only this package imports typer. Each command lives in its own module; heavy
 libraries (jinja2, pyelftools, docker) are imported inside command bodies so
 that `kmod-py --help` stays fast. typer itself (and the pydantic it builds its
 parameter converters with, ~0.15 s) is imported when `app` is first used:
-`kmod-py check` with plain arguments runs without it (kbuild_py.cli.checkmain).
+`kmod-py check` and `kmod-py test` with plain arguments run without it
+(kbuild_py.cli.checkmain, kbuild_py.cli.testmain).
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ def main() -> None:
         from kbuild_py.cli.checkmain import main_fast
 
         code = main_fast(sys.argv[2:])  # None: arguments only typer can judge
+        if code is not None:
+            sys.exit(code)
+    elif sys.argv[1:2] == ["test"]:
+        # lazily, for start-up: see testmain (typer costs a quarter of an arm64 boot)
+        from kbuild_py.cli.testmain import main_fast as test_fast
+
+        code = test_fast(sys.argv[2:])
         if code is not None:
             sys.exit(code)
     _get_app()(prog_name="kmod-py")

@@ -63,6 +63,9 @@ def build(
         kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
     )
     jobs = plan.plan_parallelism(opts, len(targets), jobs, make_jobs)
+    for t in targets:
+        for note in plan.target_toolchain(t, opts.make_vars).notes:
+            typer.echo(f"kernel {t.release}: {note}", err=True)
     for t, used in plan.compiler_mismatches(targets, opts.make_vars):
         for line in rb.compiler_warning(t.release, t.compiler, used):
             typer.echo(line, err=True)

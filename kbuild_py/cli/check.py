@@ -43,6 +43,9 @@ def check(
     cert: list[Path] = typer.Option(
         [], "--cert", help="Verify signatures against this certificate (DER or PEM); repeatable."
     ),
+    verbose: bool = typer.Option(
+        False, "-v", "--verbose", help="Every finding (repeats of one rule are grouped)."
+    ),
 ) -> None:
     """Check modules the way the kernel's loader will: ELF, modinfo, license, vermagic,
     symbol versions, unknown symbols, namespaces, signature, taints.
@@ -56,7 +59,8 @@ def check(
         _list_rules()
         return
     code = run_check(
-        files, recursive, kernel, kdir, extra_symbols, as_json, junit, field, cert, say=say
+        files, recursive, kernel, kdir, extra_symbols, as_json, junit, field, cert, say=say,
+        verbose=verbose,
     )
     if code:
         raise typer.Exit(code)

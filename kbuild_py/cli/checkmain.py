@@ -26,6 +26,8 @@ _OPTIONS = {
     "--kdir": ("kdir", True, False),
     "--extra-symbols": ("extra_symbols", True, True),
     "--json": ("as_json", False, False),
+    "-v": ("verbose", False, False),
+    "--verbose": ("verbose", False, False),
     "--junit": ("junit", True, False),
     "-F": ("field", True, False),
     "--field": ("field", True, False),
@@ -65,7 +67,8 @@ def parse_fast(args: Sequence[str]) -> dict[str, object] | None:
         if param in found and not repeats:
             return None
         found.setdefault(param, []).append(value)
-    opts: dict[str, object] = {"files": files or None, "as_json": "as_json" in found}
+    opts: dict[str, object] = {"files": files or None, "as_json": "as_json" in found,
+                               "verbose": "verbose" in found}
     for param in ("kernel", "field"):
         opts[param] = found[param][0] if param in found else None
     for param in ("kdir", "junit"):

@@ -19,15 +19,17 @@ def kernels(
     if suite:
         current, releases = k.suite_kernels(suite, mirror)
         built = _built_releases()
+        spec = f"debian:{suite}"
         if as_json:
-            _json([{"release": r, "spec": f"debian:{suite}" if r == current else r,
-                    "current": r == current, "image_built": r in built} for r in releases])
+            _json([{"release": r, "suite": origin, "spec": spec if r == current else r,
+                    "current": r == current, "image_built": r in built}
+                   for r, origin in releases])
             return
         rows = [
-            [r, "debian:" + suite if r == current else "", "image built" if r in built else ""]
-            for r in releases
+            [r, origin, spec if r == current else "", "image built" if r in built else ""]
+            for r, origin in releases
         ]
-        typer.echo(table(["RELEASE", "SPEC", "STATE"], rows))
+        typer.echo(table(["RELEASE", "SUITE", "SPEC", "STATE"], rows))
         return
     images = _images_or_note()
     if as_json:
@@ -38,8 +40,9 @@ def kernels(
         typer.echo(table(["SPEC", "RELEASE", "COMPILER", "WHERE"], rows))
     else:
         typer.echo("no usable kernel yet")
-    typer.echo("\nbuilt on demand: debian:bookworm, debian:bookworm-backports, debian:trixie, "
-               "debian:trixie-backports, debian:sid, a Debian release, image:NAME[:TAG]\n"
+    typer.echo("\nbuilt on demand: debian:SUITE[/FLAVOUR] (SUITE: bullseye, bookworm, "
+               "bookworm-backports, trixie, trixie-backports, sid; FLAVOUR: amd64, arm64, cloud, "
+               "rt, cloud-arm64, rt-arm64), a Debian release, image:NAME[:TAG]\n"
                "(`kmod-py kernels --suite trixie` lists a suite's releases)")
 
 

@@ -16,23 +16,25 @@ import lzma
 import os
 import re
 import subprocess
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from kbuild_py.debian.suites import BASE_SUITE, SUITES
+from kbuild_py.debian.suites import (
+    BASE_SUITE,
+    SUITES,
+    arch_of,
+    dists,
+    flavour_of,
+    release_of,
+)
 from kbuild_py.errors import MirrorError, UsageError, VerificationError
 from kbuild_py.paths import cache_dir
 from kbuild_py.seams.http import Http
 from kbuild_py.trust.archive import SignedSuite, fetch_verified
 from kbuild_py.trust.packages import Package, parse_packages
 
-__all__ = ["Archive", "Package", "mirror_url", "security_url", "extract_deb"]
-
-# Security updates (the current bookworm kernel, for one) live under a separate archive root.
-SECURITY = {"bookworm": "bookworm-security", "trixie": "trixie-security"}
-# Where a kernel release is looked for when no suite is given, in order.
-SEARCH_SUITES = tuple(s for b in SUITES for s in (b, SECURITY.get(b)) if s)
+__all__ = ["Archive", "KernelSuite", "Package", "current_release", "mirror_url", "security_url",
+           "extract_deb", "flavour_of"]
 
 
 def mirror_url(override: str | None = None) -> str:
@@ -50,8 +52,12 @@ def mirror_url(override: str | None = None) -> str:
 
 
 def security_url(override: str | None = None) -> str:
-    """The archive root of the -security suites: MIRROR-security for a given mirror, else the
+    """The archive root of the -security suites: $KMOD_PY_DEBIAN_SECURITY_MIRROR, else
+    MIRROR-security for a given mirror (the layout of deb.debian.org and its mirrors), else the
     host apt's security URI, else the default mirror's -security sibling."""
+    url = os.environ.get("KMOD_PY_DEBIAN_SECURITY_MIRROR")
+    if url:
+        return url.rstrip("/")
     if not (override or os.environ.get("KMOD_PY_DEBIAN_MIRROR")):
         found = _apt_mirror(security=True)
         if found:
@@ -79,15 +85,21 @@ def _apt_mirror(security: bool = False) -> str | None:
     return None
 
 
+def _known_dist(dist: str) -> bool:
+    return dist in BASE_SUITE or any(dist in dists(s) for s in BASE_SUITE)
+
+
 class Archive:
-    """Kernel-related packages of one Debian suite (amd64, main), authenticated."""
+    """Kernel-related packages of one archive suite (main, one architecture), authenticated:
+    `bookworm`, `bookworm-security`, `trixie-backports` ... (KernelSuite reads a release's
+    suites together)."""
 
     # 7.x images are split: linux-image-R depends on linux-binary-R (vmlinuz) + linux-modules-R
-    _WANTED = re.compile(r"linux-(headers|image|binary|modules)-|busybox-static$")
+    _WANTED = re.compile(r"linux-(headers|image|binary|modules|source)-|busybox-static$")
 
     def __init__(self, suite: str, mirror: str | None = None, arch: str = "amd64",
                  *, http: Http | None = None) -> None:
-        if suite not in BASE_SUITE and suite not in SECURITY.values():
+        if not _known_dist(suite):
             raise UsageError(f"unknown Debian suite {suite!r}", f"use one of: {', '.join(SUITES)}")
         self.suite = suite
         self.mirror = security_url(mirror) if suite.endswith("-security") else mirror_url(mirror)
@@ -148,9 +160,8 @@ class Archive:
         return m.group(1)
 
     def releases(self, flavour: str = "amd64") -> list[str]:
-        """Every kernel release with headers in this suite, newest last."""
-        pat = re.compile(rf"linux-headers-(\d\S*-{re.escape(flavour)})$")
-        rels = [m.group(1) for n in self.packages if (m := pat.match(n))]
+        """Every kernel release of one flavour with headers in this suite, newest last."""
+        rels = [r for n in self.packages if (r := release_of(n, flavour))]
         return sorted(rels, key=_version_key)
 
     def download(self, name: str) -> Path:
@@ -191,27 +202,89 @@ def extract_deb(deb: Path, dest: Path) -> Path:
 
 
 def suite_for_release(release: str, mirror: str | None = None) -> str | None:
-    """Which suite ships linux-headers-<release> (checked in SUITES order), or None."""
-    found = lookup(SUITES, f"linux-headers-{release}", mirror)
-    return found.suite if found else None
-
-
-def lookup(suites: Sequence[str], package: str, mirror: str | None = None) -> Archive | None:
-    """The first of `suites` whose (verified) index lists `package`, or None. A suite that
-    cannot be reached is skipped; when the package is not found and a suite's index did not
-    verify, that failure is raised (it may be where the package is)."""
-    forged: VerificationError | None = None
-    for suite in suites:
-        archive = Archive(suite, mirror)
-        try:
-            packages = archive.packages
-        except VerificationError as err:
-            forged = forged or err
-            continue
-        except MirrorError:
-            continue
-        if package in packages:
-            return archive
-    if forged is not None:
-        raise forged
+    """Which `debian:` suite ships linux-headers-<release> (in any of its archive suites,
+    security updates included; checked in SUITES order), or None."""
+    arch = arch_of(release)
+    for suite in SUITES:
+        if KernelSuite(suite, mirror, arch).find(f"linux-headers-{release}") is not None:
+            return suite
     return None
+
+
+def current_release(suite: str, flavour: str = "amd64", mirror: str | None = None) -> str:
+    """The kernel `debian:SUITE/FLAVOUR` means now (security updates included)."""
+    return KernelSuite(suite, mirror, arch_of(flavour)).current_release(flavour)
+
+
+class KernelSuite:
+    """What `debian:SUITE` means: the suite and its security and point-update suites, read
+    together (the current kernel is the newest linux-headers-<flavour> metapackage among them)."""
+
+    def __init__(self, suite: str, mirror: str | None = None, arch: str = "amd64") -> None:
+        if suite not in BASE_SUITE:
+            raise UsageError(f"unknown Debian suite {suite!r}", f"use one of: {', '.join(SUITES)}")
+        self.suite = suite
+        self.arch = arch
+        self.parts = [Archive(d, mirror, arch) for d in dists(suite)]
+
+    def _reachable(self, *, strict: bool) -> list[Archive]:
+        """The parts whose index loads. The main suite must; an unreachable security or updates
+        suite is an error too when strict (a stale kernel would be picked silently)."""
+        out = []
+        for part in self.parts:
+            try:
+                part.packages  # noqa: B018 - loads (and caches) the index
+            except VerificationError:
+                raise  # what Debian did not sign is never "unreachable"
+            except MirrorError as err:
+                if part is self.parts[0] or strict:
+                    raise MirrorError(
+                        f"Debian {part.suite} ({self.arch}) is unreachable at {part.mirror}: "
+                        f"{err.message}",
+                        "check the network, or point KMOD_PY_DEBIAN_MIRROR / "
+                        "KMOD_PY_DEBIAN_SECURITY_MIRROR (or --mirror) at a mirror that has it",
+                    ) from err
+                continue
+            out.append(part)
+        return out
+
+    def find(self, name: str) -> tuple[Archive, Package] | None:
+        """The newest version of a package across the suite's parts, and where it is."""
+        best: tuple[Archive, Package] | None = None
+        for part in self._reachable(strict=False):
+            for pkg in part.packages.get(name, ()):
+                if best is None or _version_key(pkg.version) > _version_key(best[1].version):
+                    best = (part, pkg)
+        return best
+
+    def current_release(self, flavour: str | None = None) -> str:
+        """The release Debian's current linux-headers-<flavour> metapackage points at."""
+        flavour = flavour or self.arch
+        name = f"linux-headers-{flavour}"
+        for part in self._reachable(strict=True):
+            part.packages  # noqa: B018 - every part must answer before we pick the newest
+        found = self.find(name)
+        if found is None:
+            raise MirrorError(
+                f"package {name} not found in Debian {self.suite} ({', '.join(dists(self.suite))})",
+                f"`kmod-py kernels --suite {self.suite}` lists what it offers",
+            )
+        return found[0].current_release(flavour)
+
+    def releases(self, flavour: str | None = None) -> list[tuple[str, str]]:
+        """(release, archive suite) of every kernel with headers, newest last."""
+        flavour = flavour or self.arch
+        seen: dict[str, str] = {}
+        for part in self._reachable(strict=False):
+            for rel in part.releases(flavour):
+                seen.setdefault(rel, part.suite)
+        return sorted(seen.items(), key=lambda item: _version_key(item[0]))
+
+    def download(self, name: str) -> Path:
+        found = self.find(name)
+        if found is None:
+            raise MirrorError(
+                f"package {name} not found in Debian {', '.join(dists(self.suite))} ({self.arch})",
+                f"`kmod-py kernels --suite {self.suite}` lists what it offers",
+            )
+        return found[0].download(name)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kbuild_py.debian import archive as debian
-from kbuild_py.errors import MirrorError
+from kbuild_py.debian.suites import SUITES, arch_of
+from kbuild_py.errors import MirrorError, VerificationError
 from kbuild_py.paths import cache_dir
 
 
@@ -61,21 +62,31 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def fetch_deb(package: str, suite: str | None = None, mirror: str | None = None) -> Path:
-    """A package's .deb from the Debian mirror, authenticated (kbuild_py.trust): from `suite`
-    (or its -security sibling), else from the first suite that has it (debian.SEARCH_SUITES).
+def fetch_deb(
+    package: str, suite: str | None = None, mirror: str | None = None, arch: str | None = None
+) -> Path:
+    """A package's .deb for `arch` (default: the one its name ends in, else amd64) from the
+    Debian mirror, authenticated (kbuild_py.trust): from debian:`suite` (the suite with its
+    security and point-update suites), else from the first suite that has it (SUITES order).
     A .deb or index that does not verify raises VerificationError, never "not found"."""
-    if suite:
-        suites = [suite, *([debian.SECURITY[suite]] if suite in debian.SECURITY else [])]
-    else:
-        suites = list(debian.SEARCH_SUITES)
-    archive = debian.lookup(suites, package, mirror)
-    if archive is None:
-        raise MirrorError(
-            f"package {package} not found in Debian {', '.join(suites)}",
-            "check the release with `kmod-py kernels --suite SUITE`",
-        )
-    return archive.download(package)
+    arch = arch or arch_of(package)
+    suites = [suite] if suite else list(SUITES)
+    unreachable: MirrorError | None = None
+    for name in suites:
+        try:
+            found = debian.KernelSuite(name, mirror, arch).find(package)
+        except VerificationError:
+            raise
+        except MirrorError as err:  # that suite is not served here: try the next
+            unreachable = unreachable or err
+            continue
+        if found is not None:
+            return found[0].download(package)
+    raise MirrorError(
+        f"package {package} ({arch}) not found in Debian {', '.join(suites)} "
+        "(security and point-update suites included)",
+        "check the release with `kmod-py kernels --suite SUITE`",
+    ) from unreachable
 
 
 def _split_image_parts(release: str, suite: str | None, mirror: str | None) -> list[Path]:

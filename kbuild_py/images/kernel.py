@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.debian import archive as debian
+from kbuild_py.debian.suites import arch_of, flavour_of
 from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.images.base import ensure_base
 from kbuild_py.images.model import (
@@ -36,6 +37,7 @@ from kbuild_py.images.model import (
     Progress,
     kernel_image,
     quiet,
+    suite_alias_tag,
     tag_for,
 )
 from kbuild_py.images.tree import mark_snapshot, snapshot_tree
@@ -88,7 +90,7 @@ def ensure_kernel_image(
                 _removequietly(client, img.id)
             else:
                 progress(f"image {name}: reused")
-    client.images.get(name).tag(KERNEL_REPO, f"debian-{suite}")
+    client.images.get(name).tag(KERNEL_REPO, suite_alias_tag(suite, flavour_of(release)))
     return name
 
 
@@ -127,6 +129,8 @@ def build_kernel_image(
         "SUITE": suite,
         "HEADERS": f"linux-headers-{release}",
         "MIRROR": debian.mirror_url(mirror),
+        "SECURITY": debian.security_url(mirror),
+        "ARCH": arch_of(release),
         "RELEASE": release,
         "COMPILER": "",
         "RECIPE": recipe_hash(),

@@ -4,7 +4,7 @@ build-tree snapshots. Imports nothing else of kmod-py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 Progress = Callable[[str], None]
 
@@ -32,5 +32,23 @@ def kernel_image(release: str) -> str:
     return f"{KERNEL_REPO}:{tag_for(release)}"
 
 
-def suite_alias(suite: str) -> str:
-    return f"{KERNEL_REPO}:debian-{suite}"
+def suite_alias(suite: str, flavour: str = "amd64") -> str:
+    return f"{KERNEL_REPO}:{suite_alias_tag(suite, flavour)}"
+
+
+def suite_alias_tag(suite: str, flavour: str = "amd64") -> str:
+    """debian-bookworm; other flavours add theirs: debian-bookworm-arm64."""
+    return f"debian-{suite}" if flavour == "amd64" else f"debian-{suite}-{flavour}"
+
+
+def alias_spec(tag: str, suites: Sequence[str]) -> str | None:
+    """'debian-bookworm' -> 'debian:bookworm'; 'debian-trixie-arm64' -> 'debian:trixie/arm64'."""
+    if not tag.startswith("debian-"):
+        return None
+    rest = tag[len("debian-"):]
+    for suite in sorted(suites, key=len, reverse=True):
+        if rest == suite:
+            return f"debian:{suite}"
+        if rest.startswith(suite + "-"):
+            return f"debian:{suite}/{rest[len(suite) + 1:]}"
+    return None

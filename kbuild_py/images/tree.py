@@ -16,7 +16,7 @@ from typing import Any
 
 from kbuild_py.errors import UsageError
 from kbuild_py.images.model import KIND_LABEL, RELEASE_LABEL
-from kbuild_py.kernels.buildtree import SNAPSHOT_FILES, BuildTree
+from kbuild_py.kernels.buildtree import SAMPLE_MODULE, SNAPSHOT_FILES, BuildTree
 from kbuild_py.paths import cache_dir, ensure_dir
 from kbuild_py.seams.docker import RUN_LABEL, DockerRunner, image_exists
 
@@ -79,6 +79,7 @@ def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) 
             if data is not None:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(data)
+        _copy_sample_module(client, container, image, release, tmp)
     finally:
         container.remove(force=True)
     if not (tmp / "include/generated/utsrelease.h").is_file():
@@ -92,6 +93,24 @@ def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) 
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return BuildTree(dest.resolve())
+
+
+def _copy_sample_module(client: Any, container: Any, image: str, release: str, dest: Path) -> None:
+    """One in-tree module of the release, when the image has them (trixie's headers depend on
+    the linux-image package): it tells the check rules sizeof(struct module)."""
+    script = (f"for d in /lib/modules/{release}/kernel /usr/lib/modules/{release}/kernel; do "
+              f"[ -d $d/fs ] && find $d/fs -name '*.ko*' | head -n1 && break; done; true")
+    lines: list[str] = []
+    try:
+        res = DockerRunner(image, client).run(["sh", "-c", script], timeout=120,
+                                              on_line=lines.append)
+    except Exception:  # a sample is a nicety: the struct-size rule then says it was skipped
+        return
+    found = [ln.strip() for ln in lines if ln.strip().startswith("/")]
+    if res.returncode == 0 and found:
+        data = read_file(container, found[0])
+        if data:
+            (dest / SAMPLE_MODULE).write_bytes(data)
 
 
 def mark_snapshot(release: str, image_id: str) -> None:

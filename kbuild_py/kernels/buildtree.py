@@ -16,6 +16,9 @@ from pathlib import Path
 from kbuild_py.errors import NoBuildTreeError
 
 # Files a BuildTree reads; a snapshot needs exactly these (those that exist).
+# In a snapshot of a container target's tree: one in-tree module of the image (images.tree
+# copies it when the image has modules), which tells the check rules sizeof(struct module).
+SAMPLE_MODULE = "kmod-py-sample-module.ko"
 SNAPSHOT_FILES = (
     "include/generated/utsrelease.h",
     "include/config/auto.conf",

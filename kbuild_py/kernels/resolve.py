@@ -8,19 +8,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kbuild_py.debian.suites import BASE_SUITE, SUITES
+from kbuild_py.debian.suites import (
+    ARCHES,
+    BASE_SUITE,
+    FLAVOUR_VARIANTS,
+    SUITES,
+    UNSERVED,
+    arch_of,
+)
 from kbuild_py.errors import KmodError, MirrorError, UsageError, VerificationError
 from kbuild_py.images.model import (
     RELEASE_LABEL,
     SUITE_LABEL,
     Progress,
+    alias_spec,
     kernel_image,
     quiet,
     suite_alias,
 )
 from kbuild_py.kernels.buildtree import BuildTree
 from kbuild_py.kernels.host import host_releases, host_target, running_release
-from kbuild_py.kernels.spec import IMAGE_RE, RELEASE_RE, SPEC_FORMS, KernelSpec, Placement, Target
+from kbuild_py.kernels.spec import (
+    FLAVOURS_HINT,
+    IMAGE_RE,
+    RELEASE_RE,
+    SPEC_FORMS,
+    KernelSpec,
+    Placement,
+    Target,
+)
 
 # Start-up: the Debian archive reader, the image builder and the Docker seam are imported
 # where a spec needs them (below, "lazily"), so host kernels and --kdir resolve without
@@ -37,12 +53,15 @@ def parse_spec(spec: str) -> KernelSpec:
         return KernelSpec("host", "")
     kind, sep, rest = text.partition(":")
     if sep and kind == "debian":
-        if rest not in BASE_SUITE:
+        suite, slash, flavour = rest.partition("/")
+        if suite not in BASE_SUITE:
             raise UsageError(
-                f"unknown Debian suite {rest!r} in kernel spec {spec!r}",
+                UNSERVED.get(suite, f"unknown Debian suite {suite!r}") + f" (kernel spec {spec!r})",
                 f"Debian suites: {', '.join(SUITES)}",
             )
-        return KernelSpec("debian", rest)
+        if slash and not flavour:
+            raise UsageError(f"empty kernel flavour in kernel spec {spec!r}", FLAVOURS_HINT)
+        return KernelSpec("debian", suite, parse_flavour(flavour, spec))
     if sep and kind == "image":
         if not IMAGE_RE.match(rest):
             raise UsageError(
@@ -55,6 +74,21 @@ def parse_spec(spec: str) -> KernelSpec:
     raise UsageError(f"unknown kernel spec {spec!r}", f"kernel specs: {SPEC_FORMS}")
 
 
+def parse_flavour(text: str, spec: str = "") -> str:
+    """'' -> amd64; cloud, rt -> cloud-amd64, rt-amd64; [cloud-|rt-]amd64|arm64 as they are."""
+    if not text:
+        return "amd64"
+    if text in FLAVOUR_VARIANTS:
+        return f"{text}-amd64"
+    variant, _, arch = text.rpartition("-")
+    if arch in ARCHES and (not variant or variant in FLAVOUR_VARIANTS):
+        return text
+    raise UsageError(
+        f"unknown kernel flavour {text!r}" + (f" in kernel spec {spec!r}" if spec else ""),
+        FLAVOURS_HINT,
+    )
+
+
 def place(spec: str, *, mirror: str | None = None, say: Progress = quiet) -> Placement:
     """Which release a spec names and where it lives, without building or copying anything
     (`kmod-py test` boots the release; `build` and `check` go on to target())."""
@@ -65,7 +99,7 @@ def place(spec: str, *, mirror: str | None = None, say: Progress = quiet) -> Pla
         where = "host" if parsed.value in host_releases() else "kernel-image"
         return Placement(spec, "release", parsed.value, where)
     if parsed.kind == "debian":
-        release = _suite_release(spec, parsed.value, mirror, say)
+        release = _suite_release(spec, parsed.value, parsed.flavour, mirror, say)
         return Placement(spec, "debian", release, "kernel-image", suite=parsed.value)
     # lazily, for start-up (see the top of this module)
     from kbuild_py.images.tree import image_releases
@@ -114,19 +148,22 @@ def resolve_spec(
     return target(place(spec, mirror=mirror, say=say), mirror=mirror, say=say)
 
 
-def _suite_release(spec: str, suite: str, mirror: str | None, say: Progress) -> str:
-    """The current kernel release of debian:SUITE (the mirror's index, else, offline, the
-    image last built for the suite)."""
+def _suite_release(
+    spec: str, suite: str, flavour: str, mirror: str | None, say: Progress
+) -> str:
+    """The current kernel release of debian:SUITE/FLAVOUR: the newest of SUITE, its security
+    and its point-update suites (the mirror's indices, else, offline, the image last built
+    for the suite)."""
     # lazily, for start-up (see the top of this module)
-    from kbuild_py.debian.archive import Archive
+    from kbuild_py.debian.archive import current_release
     from kbuild_py.seams.docker import docker_client, image_exists
 
     try:
-        return Archive(suite, mirror).current_release()
+        return current_release(suite, flavour, mirror)
     except VerificationError:
         raise  # a mirror that serves what Debian did not sign is not "unreachable"
     except MirrorError:
-        alias = image_exists(docker_client(), suite_alias(suite))
+        alias = image_exists(docker_client(), suite_alias(suite, flavour))
         if alias is None:
             raise
         release = str(alias.labels[RELEASE_LABEL])
@@ -157,7 +194,7 @@ def _release_suite(client: Any, release: str, mirror: str | None, say: Progress)
 def _what_exists(mirror: str | None) -> str:
     """A hint naming the kernels that do exist here and in Debian."""
     # lazily, for start-up (see the top of this module)
-    from kbuild_py.debian.archive import Archive
+    from kbuild_py.debian.archive import current_release
     from kbuild_py.images.kernel import list_images
 
     parts = [f"host build trees: {', '.join(host_releases()) or 'none'}"]
@@ -168,7 +205,7 @@ def _what_exists(mirror: str | None) -> str:
         pass
     for suite in ("bookworm", "trixie", "trixie-backports"):
         try:
-            parts.append(f"debian:{suite} = {Archive(suite, mirror).current_release()}")
+            parts.append(f"debian:{suite} = {current_release(suite, 'amd64', mirror)}")
         except KmodError:
             pass
     return "; ".join(parts) + "; `kmod-py kernels --suite SUITE` lists a suite's kernels"
@@ -193,18 +230,20 @@ def usable_kernels(images_list: list | None = None) -> list[KernelRow]:
         tree = BuildTree.for_release(rel)
         rows.append(KernelRow(rel, rel, tree.cc_version_text, f"host {tree.path}"))
     for img in images_list or []:
-        aliases = [t.split(":", 1)[1] for t in img.tags if ":debian-" in t]
-        spec = f"debian:{aliases[0][len('debian-'):]}" if aliases else img.release
+        aliases = [a for t in img.tags if (a := alias_spec(t.split(":", 1)[1], SUITES))]
+        spec = aliases[0] if aliases else img.release
         rows.append(KernelRow(spec, img.release, img.compiler, f"image {img.name}", img.suite))
     return rows
 
 
-def suite_kernels(suite: str, mirror: str | None = None) -> tuple[str, list[str]]:
-    """(current release of debian:SUITE, every release with headers in SUITE)."""
-    if suite not in BASE_SUITE:
-        raise UsageError(f"unknown Debian suite {suite!r}", f"Debian suites: {', '.join(SUITES)}")
+def suite_kernels(
+    suite: str, mirror: str | None = None
+) -> tuple[str, list[tuple[str, str]]]:
+    """(current release of debian:SUITE[/FLAVOUR], [(release, archive suite)] of every
+    release with headers in SUITE, its security and its point-update suites)."""
+    parsed = parse_spec(f"debian:{suite}")
     # lazily, for start-up (see the top of this module)
-    from kbuild_py.debian.archive import Archive
+    from kbuild_py.debian.archive import KernelSuite
 
-    archive = Archive(suite, mirror)
-    return archive.current_release(), archive.releases()
+    ks = KernelSuite(parsed.value, mirror, arch_of(parsed.flavour))
+    return ks.current_release(parsed.flavour), ks.releases(parsed.flavour)

@@ -1,7 +1,7 @@
 """The kernel model: a spec as the user writes it, where it was found, and the Target built on.
 
 A *spec* is what the user writes (--kernel, or `kernels = [...]` in kmod.toml):
-`host`, a release such as `6.1.0-50-amd64`, `debian:SUITE`, `image:NAME[:TAG]`.
+`host`, a release such as `6.1.0-57-amd64`, `debian:SUITE[/FLAVOUR]`, `image:NAME[:TAG]`.
 A *Placement* says which release a spec names and where that kernel lives (the host's
 build tree, a kmod-py kernel-headers image, or the user's image); a *Target* adds the
 build tree to read (on the host, possibly a snapshot copied out of an image), the KDIR
@@ -20,8 +20,13 @@ if TYPE_CHECKING:
     from kbuild_py.seams.process import Runner
 
 SPEC_FORMS = (
-    "host, a release (e.g. 6.1.0-50-amd64), debian:SUITE (bookworm, bookworm-backports, "
-    "trixie, trixie-backports, sid), image:NAME[:TAG]"
+    "host, a release (e.g. 6.1.0-57-amd64), debian:SUITE[/FLAVOUR] (SUITE: bullseye, bookworm, "
+    "bookworm-backports, trixie, trixie-backports, sid; FLAVOUR: amd64, arm64, cloud, rt, "
+    "cloud-arm64, rt-arm64), image:NAME[:TAG]"
+)
+FLAVOURS_HINT = (
+    "flavours: amd64, arm64, cloud (= cloud-amd64), rt (= rt-amd64), cloud-arm64, rt-arm64;"
+    " e.g. debian:bookworm/arm64"
 )
 RELEASE_RE = re.compile(r"^\d+\.\d+[0-9A-Za-z.+_~-]*$")
 # [host[:port]/]path[:tag][@sha256:digest], path components in lower case
@@ -34,6 +39,7 @@ IMAGE_RE = re.compile(
 class KernelSpec:
     kind: str  # "host" | "release" | "debian" | "image"
     value: str  # the release, suite or image name ("" for host)
+    flavour: str = "amd64"  # debian: Debian's kernel flavour ([cloud-|rt-]amd64|arm64)
 
 
 @dataclass(frozen=True)

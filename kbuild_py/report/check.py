@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from kbuild_py.check.elf.modfile import ModuleFile
-from kbuild_py.check.model import ModuleReport
+from kbuild_py.check.model import Finding, ModuleReport
 from kbuild_py.report.table import paint
 
 _SEV_COLOR = {"error": "red", "warning": "yellow", "info": "cyan"}
@@ -101,7 +101,43 @@ def field_values(m: ModuleFile, field: str, filename: str | None = None) -> list
 # --- rule results -------------------------------------------------------------------------
 
 
-def findings_text(r: ModuleReport, color: bool = False) -> str:
+GROUP_SHOWN = 3  # findings of one rule shown before the rest are counted (--verbose: all)
+
+
+def built_for_line(r: ModuleReport) -> str | None:
+    """One line when the module was built for another kernel than the target."""
+    built = (r.vermagic or "").split(" ", 1)[0]
+    if not built or not r.target or built == r.target:
+        return None
+    return (f"built for {built}, target is {r.target}: "
+            f"rebuild with `kmod-py build --kernel {r.target}`")
+
+
+def _shared_hint(hints: Sequence[str]) -> str:
+    """The advice every hint of a group ends with ('module has 0x…, R exports 0x…: rebuild …'
+    -> 'rebuild …'); the first hint when they have nothing in common."""
+    first = hints[0]
+    if all(h == first for h in hints):
+        return first
+    tails = [h.rsplit(": ", 1)[-1] for h in hints]
+    return tails[0] if all(t == tails[0] for t in tails) else first
+
+
+def _grouped(findings: Sequence[Finding], verbose: bool) -> list[tuple[list[Finding], int]]:
+    """(findings shown, how many more) per run of one rule and severity."""
+    groups: list[list[Finding]] = []
+    for f in findings:
+        if groups and (groups[-1][0].rule_id, groups[-1][0].severity) == (f.rule_id, f.severity):
+            groups[-1].append(f)
+        else:
+            groups.append([f])
+    if verbose:
+        return [(g, 0) for g in groups]
+    return [(g, 0) if len(g) <= GROUP_SHOWN + 1 else (g[:GROUP_SHOWN], len(g) - GROUP_SHOWN)
+            for g in groups]
+
+
+def findings_text(r: ModuleReport, color: bool = False, verbose: bool = False) -> str:
     lines = []
     n_ran = len(r.ran)
     if r.target:
@@ -111,11 +147,22 @@ def findings_text(r: ModuleReport, color: bool = False) -> str:
             f"--- check: {n_ran} target-free rules (no target kernel: vermagic, symbol "
             "versions, unknown symbols and GPL-only use are not checked; pass --kernel or --kdir)"
         )
-    for f in r.findings:
-        tag = paint(f"{f.severity.upper():<8}", _SEV_COLOR[f.severity], color)
-        lines.append(f"{tag} {f.rule_id:<20} {f.message}")
-        if f.hint and f.severity != "info":
-            lines.append(f"{'':<8} {'':<20} hint: {f.hint}")
+    built_for = built_for_line(r)
+    if built_for:
+        lines.append(built_for)
+    for shown, more in _grouped(r.findings, verbose):
+        first = shown[0]
+        tag = paint(f"{first.severity.upper():<8}", _SEV_COLOR[first.severity], color)
+        for f in shown:
+            lines.append(f"{tag} {f.rule_id:<20} {f.message}")
+            if f.hint and f.severity != "info" and not more:
+                lines.append(f"{'':<8} {'':<20} hint: {f.hint}")
+        if more:
+            lines.append(f"{tag} {first.rule_id:<20} … and {more} more like these "
+                         f"({len(shown) + more} in all; --verbose or --json lists every one)")
+            hints = [f.hint for f in shown if f.hint]
+            if hints and first.severity != "info":
+                lines.append(f"{'':<8} {'':<20} hint: {_shared_hint(hints)}")
     for rid, why in r.skipped.items():
         lines.append(f"{'SKIPPED':<8} {rid:<20} {why}")
     errors, warnings = r.count("error"), r.count("warning")
@@ -130,10 +177,10 @@ def findings_text(r: ModuleReport, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_text(r: ModuleReport, color: bool = False) -> str:
+def report_text(r: ModuleReport, color: bool = False, verbose: bool = False) -> str:
     if r.module is None:
         return ""
-    return modinfo_text(r.module) + findings_text(r, color) + "\n"
+    return modinfo_text(r.module) + findings_text(r, color, verbose) + "\n"
 
 
 def report_dict(r: ModuleReport) -> dict:
@@ -149,6 +196,7 @@ def report_dict(r: ModuleReport) -> dict:
         "compression": m.compression if m else None,
         "modinfo": [[k, v] for k, v in m.modinfo] if m else [],
         "signature": sig.summary if sig is not None else None,
+        "built_for": (r.vermagic or "").split(" ", 1)[0] or None,
         "findings": [
             {"rule": f.rule_id, "severity": f.severity, "message": f.message, "hint": f.hint}
             for f in r.findings
