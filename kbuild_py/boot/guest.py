@@ -62,23 +62,25 @@ echo 8 > /proc/sys/kernel/printk
 m() {{ echo "{MARK} $*"; }}
 step() {{
     s=$1; n=$2; shift 2
-    k=$(dmesg | wc -l)
+    dmesg -c >/dev/null
     m begin "$s" "$n"
     "$@" >/tmp/out 2>&1 </dev/null
     rc=$?
     while IFS= read -r l; do m out "$s" "$n" "$l"; done </tmp/out
-    dmesg | tail -n +$((k + 1)) >/tmp/kmsg
+    dmesg -c >/tmp/kmsg
     while IFS= read -r l; do m kmsg "$s" "$n" "$l"; done </tmp/kmsg
     m end "$s" "$n" "$rc"
     return $rc
 }}
-m init - "$(cut -d' ' -f1 /proc/uptime)"
-m release - "$(uname -r)"
+# read, not $(cut ...): every fork costs under TCG; /proc/sys/kernel/tainted cannot be read
+# that way (a sysctl read byte by byte yields its first digit)
+read -r up _ </proc/uptime; m init - "$up"
+read -r rel </proc/sys/kernel/osrelease; m release - "$rel"
 m taint before "$(cat /proc/sys/kernel/tainted)"
 """
 
 _POSTLUDE = """m taint end "$(cat /proc/sys/kernel/tainted)"
-m done - "$(cut -d' ' -f1 /proc/uptime)"
+read -r up _ </proc/uptime; m done - "$up"
 sync
 poweroff -f
 """
