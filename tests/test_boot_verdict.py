@@ -219,3 +219,54 @@ def test_guest_that_booted_another_release_fails() -> None:
     silent = parse_console(log.replace("@@kmod-py release - 6.1.0-57-amd64\n", ""), [],
                            release="6.6.6-evil-amd64")
     assert silent.problems[0].startswith("the guest booted kernel (unknown), not the target")
+
+
+def test_real_sig_enforce_unsigned_module() -> None:
+    """Debian 6.1 with module.sig_enforce=1: the gzipped first attempt's refusal is dropped,
+    the real one counts, and the report says what to do."""
+    v = parse_console(log("6.1-sig-enforce-unsigned.log"), ["hello_module"], sig_enforce=True)
+    assert v.status == "fail"
+    lines = kernel_lines(v, "insmod", "hello_module")
+    assert [x.split("] ", 1)[-1] for x in lines] == ["Loading of unsigned module is rejected"]
+    assert "Key was rejected by service (-EKEYREJECTED)" in v.problems[0]
+    (hint,) = v.hints
+    assert hint.startswith("hello_module rejected: unsigned module (module.sig_enforce=1)")
+    assert "kmod-py build --sign" in hint and "mokutil --import" in hint
+    # without enforcement the same log keeps both kernel lines and gives no signing hint
+    plain = parse_console(log("6.1-sig-enforce-unsigned.log"), ["hello_module"])
+    assert len(kernel_lines(plain, "insmod", "hello_module")) == 2 and plain.hints == []
+
+
+def test_real_sig_enforce_module_signed_with_an_unknown_key() -> None:
+    v = parse_console(log("6.1-sig-enforce-unknown-key.log"), ["hello_module"], sig_enforce=True)
+    assert v.status == "fail"
+    lines = [x.split("] ", 1)[-1] for x in kernel_lines(v, "insmod", "hello_module")]
+    assert lines == ["Loading of module with unavailable key is rejected"]
+    (hint,) = v.hints
+    assert "signed with a key the kernel does not trust" in hint
+    assert "CONFIG_SYSTEM_TRUSTED_KEYS" in hint
+
+
+def test_sig_enforce_bad_signature_and_a_module_that_loads() -> None:
+    bad = _synthetic(
+        "@@kmod-py begin insmod m",
+        "[    1.60] Loading of unsigned module is rejected",
+        "@@kmod-py out insmod m insmod: can't insert '/lib/kmod-py/test/m.ko.gz': "
+        "Key was rejected by service",
+        "@@kmod-py end insmod m 1",
+        "@@kmod-py sysfs m absent", "@@kmod-py done - 2.0",
+    )  # fmt: skip
+    v = parse_console(bad, ["m"], sig_enforce=True)
+    assert v.hints and "signature does not verify" in v.hints[0]
+    good = _synthetic(
+        "@@kmod-py begin insmod m",
+        "[    1.60] Loading of unsigned module is rejected",
+        "[    1.70] m: loaded",
+        "@@kmod-py end insmod m 0",
+        "@@kmod-py sysfs m present",
+        "@@kmod-py begin rmmod m", "@@kmod-py end rmmod m 0",
+        "@@kmod-py sysfs-after m absent", "@@kmod-py taint end 4096", "@@kmod-py done - 2.0",
+    )  # fmt: skip
+    v = parse_console(good, ["m"], sig_enforce=True)
+    assert v.status == "pass" and v.hints == []
+    assert kernel_lines(v, "insmod", "m") == ["[    1.70] m: loaded"]

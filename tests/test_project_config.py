@@ -117,3 +117,38 @@ def test_misspelt_keys_are_refused(tmp_path: Path, text: str, hint: str) -> None
     with pytest.raises(ProjectError) as exc:
         load_project(tmp_path)
     assert hint in (exc.value.hint or "")
+
+
+def test_sign_table(tmp_path: Path) -> None:
+    from kbuild_py.errors import ProjectError
+    from kbuild_py.project.config import load_project
+
+    (tmp_path / "kmod.toml").write_text(
+        '[sign]\nkey = "keys/mok.key"\ncert = "keys/mok.der"\nhash = "sha512"\nstrip = true\n'
+    )
+    p = load_project(tmp_path)
+    assert p.sign == {
+        "key": "keys/mok.key", "cert": "keys/mok.der", "hash": "sha512", "strip": True
+    }  # fmt: skip
+    for bad, why in (
+        ('[sign]\nkey = "k"\n', "needs both key and cert"),
+        ("[sign]\nstrip = 1\n", "sign.strip must be true or false"),
+        ('[sign]\nkeys = "k"\n', "unknown key 'keys' in \\[sign\\]"),
+    ):
+        (tmp_path / "kmod.toml").write_text(bad)
+        with pytest.raises(ProjectError, match=why):
+            load_project(tmp_path)
+
+
+def test_sign_settings_from_the_project(tmp_path: Path) -> None:
+    from kbuild_py.signing import keys
+    from kbuild_py.signing.service import settings_for
+
+    pair = keys.KeyPair(tmp_path / "keys/mok.key", tmp_path / "keys/mok.der", "options")
+    keys.keygen(pair)
+    table = {"key": "keys/mok.key", "cert": "keys/mok.der", "hash": "sha512", "strip": True}
+    s = settings_for(None, None, None, False, table, tmp_path)
+    assert s.pair.origin == "kmod.toml" and s.pair.key == pair.key
+    assert s.hash_algo == "sha512" and s.strip
+    given = settings_for(pair.key, pair.cert, "sha256", False, table, tmp_path)
+    assert given.pair.origin == "options" and given.hash_algo == "sha256"

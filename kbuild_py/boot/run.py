@@ -8,6 +8,7 @@ the console log to PROJECT/.kmod-py/<release>/test-console.log, parse a verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from kbuild_py.seams import qemu
 from kbuild_py.seams.process import signals_to_main_thread
 
 DEFAULT_TIMEOUT = 120.0
+SIG_ENFORCE = "module.sig_enforce=1"  # refuse modules without a trusted signature
 CONSOLE_LOG = "test-console.log"
 INITRAMFS = "test-initramfs.cpio"
 
@@ -41,6 +43,7 @@ class TestOptions:
     memory_mb: int = 512
     compress: bool = False  # gzip saves disk, costs boot time under TCG
     modules: tuple[str, ...] = ()  # --module: test only these (each on its own); () = all
+    sig_enforce: bool = False  # boot with module.sig_enforce=1: only trusted signatures load
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,8 @@ def run_one(
         )
         spec = qemu.VmSpec(kernel=image.vmlinuz, initrd=initrd, memory_mb=opts.memory_mb,
                            arch=arch, append=qemu.default_append(arch))
+        if opts.sig_enforce:
+            spec = dataclasses.replace(spec, append=f"{spec.append} {SIG_ENFORCE}")
         console = job.out_dir / CONSOLE_LOG
         result.console = console
         start = time.monotonic()
@@ -270,7 +275,7 @@ def run_one(
     out = booted.outcome
     text = console.read_text("utf-8", "replace") if console.is_file() else ""
     v = parse_console(text, result.modules, timed_out=out.timed_out, timeout=opts.timeout,
-                      release=job.release)
+                      release=job.release, sig_enforce=opts.sig_enforce)
     result.verdict = v
     result.status = v.status
     if not out.timed_out and v.init_uptime is None and out.returncode and out.stderr.strip():

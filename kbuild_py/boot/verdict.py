@@ -42,6 +42,24 @@ _UNKNOWN_ERRNO = re.compile(r"Unknown error (\d+)$")
 _IGNORED_PARAM = re.compile(r"(\S+): unknown parameter '([^']*)' ignored")
 EXCERPT_LINES = 30
 
+# kernel/module/signing.c module_sig_check(), under module.sig_enforce=1: the refusal, what
+# it means, and what to do about it.
+SIG_UNSIGNED = "Loading of unsigned module is rejected"
+SIG_REJECTIONS = (
+    (SIG_UNSIGNED, "unsigned module",
+     "sign it: kmod-py build --sign (a key: kmod-py keygen), then enrol the certificate on "
+     "the machine (mokutil --import CERT)"),
+    ("Loading of module with unavailable key is rejected",
+     "signed with a key the kernel does not trust",
+     "enrol the signer's certificate (mokutil --import CERT, Secure Boot machines) or use a "
+     "kernel built with it in CONFIG_SYSTEM_TRUSTED_KEYS; a QEMU guest has no UEFI MOK list, "
+     "so a distribution kernel trusts only its own built-in keys here"),
+    ("Loading of module with unsupported crypto is rejected",
+     "signature in a form the kernel cannot check",
+     "sign with the kernel's own scripts/sign-file (PKCS#7) and a hash it supports"),
+)  # fmt: skip
+_KEY_REJECTED = "Key was rejected by service"
+
 
 def taint_letters(mask: int) -> str:
     """Letters for the set taint bits, in bit order (e.g. 0x3000 -> 'OE')."""
@@ -77,6 +95,7 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)  # e.g. a parameter the kernel ignored
     groups: list[str] = field(default_factory=list)  # modules tested one at a time
     module_problems: dict[str, list[str]] = field(default_factory=dict)  # per group
+    hints: list[str] = field(default_factory=list)  # what to do about a signature rejection
 
     @property
     def passed(self) -> bool:
@@ -204,15 +223,19 @@ def _float(text: str) -> float | None:
 
 def parse_console(
     text: str, modules: list[str], *, timed_out: bool = False, timeout: float | None = None,
-    release: str | None = None,
+    release: str | None = None, sig_enforce: bool = False,
 ) -> Verdict:
     """The verdict for a console log of a guest that tested `modules` on kernel `release`
-    (when given, a guest that booted another release fails)."""
+    (when given, a guest that booted another release fails); sig_enforce: the guest ran
+    with module.sig_enforce=1."""
     lines = [ln.rstrip("\r") for ln in text.replace("\r\n", "\n").split("\n")]
     p = _Parser()
     for i, line in enumerate(lines):
         p.feed(i, line)
     v = p.v
+    if sig_enforce:
+        _drop_sig_artefact(v.steps)
+        v.hints = _sig_hints(v.steps)
     problems = _step_problems(v, modules)
     if p.first_problem is not None:
         first = _strip_time(lines[p.first_problem]).strip()
@@ -239,6 +262,44 @@ def parse_console(
     v.module_problems = _group_problems(v)
     v.status = "timeout" if timed_out else ("pass" if not v.problems else "fail")
     return v
+
+
+def _drop_sig_artefact(steps: list[Step]) -> None:
+    """Under enforcement the kernel checks the signature before the ELF header, so the
+    first finit_module(2) of the gzipped file (guest.LOADER_ARTEFACT) is refused as an
+    unsigned module, once per load; busybox then loads the real bytes, whose verdict counts."""
+    for s in steps:
+        if s.kind in ("insmod", "dep", "require"):
+            i = next((i for i, k in enumerate(s.kernel) if SIG_UNSIGNED in k), None)
+            if i is not None:
+                del s.kernel[i]
+
+
+def sig_rejection(step: Step) -> tuple[str, str] | None:
+    """(what, what to do) when the kernel refused this load over its signature."""
+    if step.rc in (None, 0):
+        return None
+    for line, what, todo in SIG_REJECTIONS:
+        if any(line in k for k in step.kernel):
+            return what, todo
+    if any(_KEY_REJECTED in o for o in step.output):  # -EKEYREJECTED without a notice
+        return (
+            "signature does not verify",
+            "the module changed after it was signed, or the signature is corrupt: re-sign it "
+            "(kmod-py sign); kmod-py check --cert CERT says which",
+        )
+    return None
+
+
+def _sig_hints(steps: list[Step]) -> list[str]:
+    out = []
+    for s in steps:
+        found = sig_rejection(s)
+        if found is not None:
+            hint = f"{s.name} rejected: {found[0]} (module.sig_enforce=1): {found[1]}"
+            if hint not in out:
+                out.append(hint)
+    return out
 
 
 def _ignored_params(v: Verdict) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kbuild_py.build.toolchain import Toolchain, gcc_program, toolchain_for
 from kbuild_py.kernels.spec import Target
+from kbuild_py.signing.service import SignSettings
 
 BUILD_TIMEOUT = 1800.0
 
@@ -26,6 +27,7 @@ class BuildOptions:
     extra_symvers: Sequence[Path] = ()
     expected_modules: Sequence[str] = ()  # kmod.toml's module names: each must be built
     follow_dkms_conf: bool = True  # kmod.toml's [build] follow_dkms_conf
+    sign: SignSettings | None = None  # --sign: strip -> sign each module after make
 
 
 def target_toolchain(target: Target, make_vars: Mapping[str, str]) -> Toolchain:

@@ -26,6 +26,7 @@ from kbuild_py.dkms.run import run_dkms
 from kbuild_py.errors import KmodError
 from kbuild_py.kernels.spec import Target
 from kbuild_py.seams.process import Result, cancel_all, signals_to_main_thread
+from kbuild_py.signing.service import BuildSigning, sign_built
 
 _DIAG = re.compile(
     r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? "
@@ -115,6 +116,7 @@ class BuildResult:
     tail: list[str] = field(default_factory=list)  # last lines of a step that failed
     ignored: list[str] = field(default_factory=list)  # dkms.conf install-time directives
     explanations: list = field(default_factory=list)  # explain.Explanation, when make failed
+    signing: BuildSigning | None = None  # --sign: what was signed, or why nothing was
 
     @property
     def built(self) -> bool:
@@ -278,6 +280,8 @@ def build_one(
         verify_module_set(result, expected)
     if result.built:
         carry_warnings(result, layout.root)
+    if result.built and opts.sign is not None:  # strip -> sign, before the checks see them
+        result.signing = sign_built(result.modules, target, opts.sign, opts.make_vars)
     if result.built and opts.run_checks:
         # The project's own exports count: its modules may use each other's symbols.
         own = sorted(outdir.rglob("Module.symvers"))

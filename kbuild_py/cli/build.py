@@ -36,8 +36,18 @@ def build(
         [], "--explain-with", help="Another kernel whose headers explain failures (not built)."
     ),
     no_explain: bool = typer.Option(False, "--no-explain", help="Do not explain failed builds."),
+    sign: bool = typer.Option(
+        False, "--sign", help="Sign the modules with each kernel's scripts/sign-file."
+    ),
+    key: Path = typer.Option(None, "--key", help="Signing key for --sign (PEM)."),
+    cert: Path = typer.Option(None, "--cert", help="Certificate for --sign (DER or PEM)."),
+    strip: bool = typer.Option(False, "--strip", help="With --sign: strip debug info first."),
 ) -> None:
-    """Build the module for each target kernel and check the result."""
+    """Build the module for each target kernel and check the result.
+
+    --sign: strip (--strip) -> sign each module with the kernel's own sign-file and its
+    CONFIG_MODULE_SIG_HASH; the key pair comes from --key/--cert, kmod.toml [sign], DKMS's
+    /var/lib/dkms/mok.key + mok.pub, or `kmod-py keygen`."""
     from kbuild_py.build import plan
     from kbuild_py.build.run import build_all
     from kbuild_py.errors import UsageError
@@ -58,6 +68,7 @@ def build(
         extra_symvers=[p.resolve() for p in extra_symbols],
         expected_modules=project.modules,
         follow_dkms_conf=project.follow_dkms_conf,
+        sign=_sign_settings(sign, key, cert, strip, project),
     )
     targets = resolve_targets(
         kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
@@ -96,7 +107,6 @@ def build(
         raise typer.Exit(1)
 
 
-
 def _explaining(done, targets, explain_with, mirror):  # type: ignore[no-untyped-def]
     """view.done, after a failed kernel's errors are explained from every kernel's headers."""
     from kbuild_py.explain.service import Explainer
@@ -111,3 +121,16 @@ def _explaining(done, targets, explain_with, mirror):  # type: ignore[no-untyped
         done(res)
 
     return explained
+
+
+def _sign_settings(sign: bool, key: Path | None, cert: Path | None, strip: bool, project):  # type: ignore[no-untyped-def]
+    """--sign's key pair and steps (None without --sign); --key/--cert/--strip need --sign."""
+    from kbuild_py.errors import UsageError
+
+    if not sign:
+        if key or cert or strip:
+            raise UsageError("--key, --cert and --strip go with --sign", "add --sign")
+        return None
+    from kbuild_py.signing.service import settings_for
+
+    return settings_for(key, cert, None, strip, project.sign, project.path)

@@ -31,11 +31,18 @@ def test(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror.")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Stream the console.")] = False,
+    sig_enforce: Annotated[bool, typer.Option(
+        "--sig-enforce", help="Boot with module.sig_enforce=1: unsigned or untrusted is refused."
+    )] = False,
+    sign: Annotated[bool, typer.Option(
+        "--sign", help="Sign what is built (key: kmod.toml [sign], DKMS's, or keygen's)."
+    )] = False,
 ) -> None:
     """Boot each target kernel in QEMU, load the module, and judge the kernel's log."""
     from kbuild_py.cli.testmain import run_test
 
     code = run_test(path, kernel, ko, param, module, make_var, script, timeout, jobs, accel,
-                    as_json, junit, mirror, verbose, say=lambda m: typer.echo(m, err=True))
+                    as_json, junit, mirror, verbose, say=lambda m: typer.echo(m, err=True),
+                    sig_enforce=sig_enforce, sign=sign)
     if code:
         raise typer.Exit(code)

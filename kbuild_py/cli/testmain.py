@@ -37,6 +37,8 @@ _OPTIONS = {
     "--mirror": ("mirror", True, False),
     "-v": ("verbose", False, False),
     "--verbose": ("verbose", False, False),
+    "--sig-enforce": ("sig_enforce", False, False),
+    "--sign": ("sign", False, False),
 }
 
 
@@ -93,6 +95,8 @@ def parse_fast(args: Sequence[str]) -> dict[str, object] | None:
         "junit": Path(one["junit"]) if "junit" in one else None,
         "mirror": one.get("mirror"),
         "verbose": "verbose" in found,
+        "sig_enforce": "sig_enforce" in found,
+        "sign": "sign" in found,
     }
 
 
@@ -129,6 +133,8 @@ def run_test(
     verbose: bool,
     *,
     say: Callable[[str], None],
+    sig_enforce: bool = False,
+    sign: bool = False,
 ) -> int:
     """Boot each target kernel in QEMU, load the module, judge the kernel's log; the exit
     status: 0 every kernel passed, 1 any did not."""
@@ -138,8 +144,9 @@ def run_test(
     from kbuild_py.report import test as rt
 
     make_vars = parse_make_vars(make_var or [])
-    if ko and make_vars:
-        raise UsageError("--make-var with --ko: nothing is built", "drop one of them")
+    if ko and (make_vars or sign):
+        raise UsageError(f"{'--sign' if sign else '--make-var'} with --ko: nothing is built",
+                         "sign a prebuilt module with kmod-py sign" if sign else "drop one")
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {accel!r}", "use auto, kvm or tcg")
     report_file(junit, "--junit")
@@ -156,7 +163,7 @@ def run_test(
         test_jobs, failed = _prebuilt_jobs(ko, kernel or [], mirror)
     else:
         base, project_params, project_script, project_timeout, test_jobs, failed = _build(
-            path, kernel or [], mirror, jobs, say, make_vars)
+            path, kernel or [], mirror, jobs, say, make_vars, sign)
     built = {k.name.split(".ko")[0].replace("-", "_") for j in test_jobs for k in j.modules}
     unknown = [m for m in module or () if built and m.replace("-", "_") not in built]
     if unknown:
@@ -171,6 +178,7 @@ def run_test(
         timeout=timeout or project_timeout or tr.DEFAULT_TIMEOUT,
         accel=accel,
         modules=tuple(module or ()),
+        sig_enforce=sig_enforce,
     )
     lock = threading.Lock()
 
@@ -220,7 +228,7 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
 
 
 def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say,  # type: ignore[no-untyped-def]
-           make_vars: dict[str, str]):
+           make_vars: dict[str, str], sign: bool = False):
     from kbuild_py.boot import run as tr
     from kbuild_py.build import plan
     from kbuild_py.build.run import build_all
@@ -235,6 +243,10 @@ def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say,  # 
         expected_modules=project.modules,
         follow_dkms_conf=project.follow_dkms_conf,
     )
+    if sign:  # the key pair: kmod.toml [sign], else DKMS's, else keygen's
+        from kbuild_py.signing.service import settings_for
+
+        opts.sign = settings_for(None, None, None, False, project.sign, project_dir)
     say(f"building for {len(targets)} kernel(s): {', '.join(t.release for t in targets)}")
     builds = build_all(project_dir, targets, opts, jobs=max(1, jobs), on_done=lambda r: say(
         f"built {r.target.release}: {len(r.modules)} module(s)" if r.built

@@ -47,6 +47,7 @@ class Project:
     test_timeout: float | None = None
     has_file: bool = False
     follow_dkms_conf: bool = True  # a dkms.conf beside kmod.toml decides the build
+    sign: dict[str, Any] = field(default_factory=dict)  # [sign]: key, cert, hash, strip
 
 
 def _table(data: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
@@ -81,6 +82,7 @@ KNOWN_KEYS = {
     "module": {"name", "modules", "license", "author", "description", "version"},
     "build": {"kernels", "make_vars", "follow_dkms_conf"},
     "test": {"params", "script", "timeout"},
+    "sign": {"key", "cert", "hash", "strip"},
 }
 
 
@@ -93,7 +95,9 @@ def _check_keys(data: dict[str, Any], file: Path) -> None:
             near = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             raise ProjectError(
                 f"{file}: unknown table or key {key!r}",
-                f"did you mean [{near[0]}]?" if near else "known tables: [module], [build], [test]",
+                f"did you mean [{near[0]}]?"
+                if near
+                else "known tables: [module], [build], [test], [sign]",
             )
         if isinstance(value, dict):
             for sub in value:
@@ -132,6 +136,7 @@ def load_project(path: Path) -> Project:
     script = test.get("script")
     if script is not None and not isinstance(script, str):
         raise ProjectError(f"{file}: test.script must be a path (a string)")
+    sign = _sign_table(_table(data, "sign", file), file)
     return Project(
         path=path,
         modules=modules,
@@ -149,7 +154,21 @@ def load_project(path: Path) -> Project:
         test_timeout=float(timeout) if timeout is not None else None,
         has_file=True,
         follow_dkms_conf=follow,
+        sign=sign,
     )
+
+
+def _sign_table(sign: dict[str, Any], file: Path) -> dict[str, Any]:
+    """[sign]: key and cert (paths, relative to the project) go together; hash a name;
+    strip true or false."""
+    for k in ("key", "cert", "hash"):
+        if k in sign and not isinstance(sign[k], str):
+            raise ProjectError(f"{file}: sign.{k} must be a string")
+    if ("key" in sign) != ("cert" in sign):
+        raise ProjectError(f"{file}: [sign] needs both key and cert", "or neither (DKMS's pair)")
+    if "strip" in sign and not isinstance(sign["strip"], bool):
+        raise ProjectError(f"{file}: sign.strip must be true or false")
+    return dict(sign)
 
 
 def _is_module_dir(path: Path) -> bool:

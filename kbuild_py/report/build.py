@@ -82,6 +82,7 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         rel = ko.relative_to(root) if ko.is_relative_to(root) else ko
         size = human_size(ko.stat().st_size)
         out.append(f"  {rel}  {size}  vermagic: {_vermagic(res, ko).strip()}")
+    out += signing_lines(res)
     for rep in res.reports:
         if rep.error:
             out.append("  " + paint(f"error: {rep.error}", "red"))
@@ -93,6 +94,28 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
         status = "passed" if rep.ok else "FAILED"
         out.append(f"  check {rep.path.name}: {status}")
     return out
+
+
+def signing_lines(res: BuildResult) -> list[str]:
+    """--sign: one line for the kernel's modules (they share key, hash and steps)."""
+    s = res.signing
+    if s is None:
+        return []
+    if s.note:
+        return ["  " + paint(s.note, "yellow")]
+    if not s.signed:
+        return []
+    steps = "stripped, " if s.signed[0].stripped else ""
+    first = s.signed[0]
+    return [f"  signed: {first.hash_algo}, {s.signer} ({steps}{res.target.release}'s sign-file)"]
+
+
+def _signed_json(res: BuildResult, ko: Path) -> dict[str, object] | None:
+    s = res.signing
+    one = next((m for m in s.signed if m.path == ko), None) if s else None
+    if s is None or one is None:
+        return None
+    return {"hash_algo": one.hash_algo, "signer": s.signer, "stripped": one.stripped}
 
 
 def first_errors(res: BuildResult, limit: int = 12) -> list:  # type: ignore[type-arg]
@@ -158,9 +181,11 @@ def to_json(results: Sequence[BuildResult]) -> str:
                         "path": str(k),
                         "size": k.stat().st_size if k.exists() else None,
                         "vermagic": _vermagic(r, k),
+                        "signed": _signed_json(r, k),
                     }
                     for k in r.modules
                 ],
+                "signing_note": r.signing.note if r.signing else None,
                 "checks": [rep_json(rep) for rep in r.reports],
                 "explanation": explanations_json(r.explanations),
             }

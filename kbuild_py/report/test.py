@@ -82,6 +82,7 @@ def render_result(
             out += [f"    {p}" for p in probs[1:]]
         out += [f"  warning: {w}" for w in v.warnings]
         out += [f"  problem: {p}" for p in v.problems]
+        out += [f"  hint: {h}" for h in v.hints]
         if v.excerpt and not v.passed:
             out.append("  log excerpt:")
             out += [f"    {_short(x)}" for x in v.excerpt]
@@ -129,7 +130,7 @@ def to_dict(r: TestResult, base: Path | None = None) -> dict[str, Any]:
             "problems": v.problems, "taint": v.taint, "taint_flags": v.taint_text,
             "taint_at_end": v.taint_end,
             "guest_uptime_at_init": v.init_uptime, "guest_release": v.release,
-            "sysfs": v.sysfs, "excerpt": v.excerpt, "warnings": v.warnings,
+            "sysfs": v.sysfs, "excerpt": v.excerpt, "warnings": v.warnings, "hints": v.hints,
             "skipped": [{"module": n, "reason": why} for n, why in v.skipped],
             "per_module": {g: {"ok": not v.module_problems.get(g),
                                "problems": v.module_problems.get(g, [])} for g in v.groups},
