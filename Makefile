@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kmod-py-installed
 
-.PHONY: setup system demo test test-slow lint bench clean
+.PHONY: setup system demo test test-slow lint bench clean tiny-kernel
 
 setup: system $(STAMP)
 
@@ -28,6 +28,11 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check kbuild_py tests bench
+
+# A tiny kernel that trusts the tests' signing key (slow test: tests/test_signing_tiny_kernel.py).
+# Built once per machine from Debian's linux-source-6.1 (~10-20 minutes on two cores), cached.
+tiny-kernel: setup
+	KMOD_PY_CACHE=$${KMOD_PY_CACHE:-/var/cache/kmod-py-tests} $(PY) tests/tinykernel.py
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
