@@ -88,10 +88,7 @@ def ensure(cert_pem: Path, log=print) -> tuple[Path, Path]:  # type: ignore[no-u
 
 
 def _unpack_source(home: Path, tree: Path, log) -> None:  # type: ignore[no-untyped-def]
-    try:
-        from kbuild_py.debian.linuximage import fetch_deb
-    except ImportError:  # before the layout of issue 8
-        from kbuild_py.kimage import fetch_deb  # type: ignore[no-redef]
+    from kbuild_py.debian.linuximage import fetch_deb
 
     deb = fetch_deb(SOURCE_PACKAGE)
     with tempfile.TemporaryDirectory(dir=home) as tmp:
