@@ -389,7 +389,10 @@ def test_explain_with_two_fake_kernels(tmp_path: Path) -> None:
     text = "\n".join(render.render_text(out))
     assert "struct fake_ops.probe (ops-member) at m.c:3" in text
     assert "include/linux/fake.h:6  int (*probe)(struct device *d, int x);" in text
-    assert "fake_create: the same in every kernel" in text
+    assert (
+        "fake_create (function): the same in every kernel at hand, no change between them: "
+        "include/linux/fake.h:28" in text
+    )
     assert text.startswith(
         "  explain: compared with the headers of 6.1.10-x (6.1.10), 6.6.0-x (6.6.0)"
     )

@@ -102,8 +102,8 @@ class Explanation:
     """What the headers say about one mention across the kernels at hand.
 
     verdict: "drift" (declarations differ or the name is absent somewhere), "same" (declared
-    identically in every kernel: not a kernel change), "unknown" (no kernel declares it: not a
-    kernel identifier, e.g. a typo in the module's own code — left unexplained).
+    identically in every kernel at hand: no change between them), "unknown" (no kernel
+    declares it: e.g. a typo in the module's own code — left unexplained).
     """
 
     mention: Mention

@@ -84,8 +84,8 @@ def render_text(explanations: Sequence[Explanation], indent: str = "  ") -> list
     for e in same:
         d = next(lk.declaration for lk in e.lookups if lk.declaration is not None)
         out.append(
-            f"{indent}{e.mention.name}: the same in every kernel ({d.file}:{d.line}"
-            f"  {d.signature}): not a kernel change"
+            f"{indent}{e.mention.name} ({e.mention.kind}): the same in every kernel at hand, "
+            f"no change between them: {d.file}:{d.line}  {d.signature}"
         )
     if unknown:
         listed = ", ".join(
