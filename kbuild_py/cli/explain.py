@@ -30,7 +30,9 @@ def explain(
     mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
 ) -> None:
-    """Explain the build errors of each kernel: the kernel identifiers they name, their
+    """Explain build errors from the kernels' headers: what changed, and since when.
+
+    For each kernel whose build failed: the kernel identifiers its errors name, their
     declarations in every kernel's headers, and the version range where they changed."""
     from kbuild_py.build.plan import BuildOptions
     from kbuild_py.build.run import build_one as build_for
