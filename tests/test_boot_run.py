@@ -114,6 +114,9 @@ def test_separate_plan_and_its_verdict_without_a_guest() -> None:
     assert any("kernel reported: BUG: kernel NULL" in p for p in v.module_problems["b"])
     assert v.skipped == [("b", "rmmod skipped: it or a module it needs did not load")]
     assert v.warnings == ["b: the kernel ignored unknown parameter 'x'"]
+    junit = report_test.to_junit([tr.TestResult("k", "6.1.0-9-amd64", v.status, verdict=v,
+                                                 modules=["a", "b"])])
+    assert 'tests="2" failures="1"' in junit and 'classname="kmod-py.test.b"' in junit
 
 
 def _result(log: str, module: str, **kw) -> tr.TestResult:  # type: ignore[no-untyped-def]

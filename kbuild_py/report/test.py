@@ -148,25 +148,35 @@ def to_json(results: list[TestResult], base: Path | None = None) -> str:
 
 
 def to_junit(results: list[TestResult], base: Path | None = None) -> str:
-    """JUnit XML: one testcase per kernel; fail/timeout -> <failure>, error -> <error>."""
-    suite = ET.Element("testsuite", {
-        "name": "kmod-py test", "tests": str(len(results)),
-        "failures": str(sum(r.status in ("fail", "timeout") for r in results)),
-        "errors": str(sum(r.status == "error" for r in results)),
-        "time": f"{sum(r.seconds for r in results):.2f}",
-    })
+    """JUnit XML: one testcase per kernel, or per module and kernel when several modules were
+    tested one at a time; fail/timeout -> <failure>, error -> <error>."""
+    suite = ET.Element("testsuite", {"name": "kmod-py test"})
+    tests = failures = errors = 0
     for r in results:
-        case = ET.SubElement(suite, "testcase", {
-            "classname": "kmod-py.test." + ",".join(r.modules or ["module"]),
-            "name": f"{r.label} ({r.release})", "time": f"{r.seconds:.2f}",
-        })
         v = r.verdict
-        if r.status == "error":
-            ET.SubElement(case, "error", {"message": r.error or "error"}).text = r.error
-        elif r.status != "pass" and v is not None:
-            el = ET.SubElement(case, "failure", {"message": "; ".join(v.problems)[:500],
-                                                  "type": r.status})
-            el.text = "\n".join(v.excerpt)
-        ET.SubElement(case, "system-out").text = "\n".join(render_result(r, base, color=False))
+        groups = v.groups if v is not None and r.status != "timeout" else []
+        for module in groups or [None]:
+            tests += 1
+            mods = [module] if module else (r.modules or ["module"])
+            case = ET.SubElement(suite, "testcase", {
+                "classname": "kmod-py.test." + ",".join(mods),
+                "name": f"{r.label} ({r.release})", "time": f"{r.seconds:.2f}",
+            })
+            problems = (v.module_problems.get(module, []) if module and v is not None
+                        else v.problems if v is not None else [])
+            if r.status == "error":
+                errors += 1
+                ET.SubElement(case, "error", {"message": r.error or "error"}).text = r.error
+            elif (module and problems) or (not module and r.status != "pass" and v):
+                failures += 1
+                el = ET.SubElement(case, "failure", {"message": "; ".join(problems)[:500],
+                                                      "type": "fail" if module else r.status})
+                el.text = "\n".join(v.excerpt) if v else ""
+            ET.SubElement(case, "system-out").text = "\n".join(
+                render_result(r, base, color=False))
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("time", f"{sum(r.seconds for r in results):.2f}")
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
