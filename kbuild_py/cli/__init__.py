@@ -22,7 +22,7 @@ def _get_app() -> typer.Typer:
     if found is None:
         # lazily, for start-up: typer and the command modules are needed only when typer
         # parses the command line (not for `kmod-py check` with plain arguments)
-        from kbuild_py.cli import build, check, explain, kernels, keygen, new, sign, test
+        from kbuild_py.cli import build, check, ci, explain, kernels, keygen, new, sign, test
         from kbuild_py.cli.base import make_app
 
         found = globals()["app"] = make_app()
@@ -30,6 +30,7 @@ def _get_app() -> typer.Typer:
         for command in (build.build, check.check, explain.explain, kernels.kernels,
                         kernels.images, keygen.keygen, new.new, sign.sign, test.test):
             found.command()(command)
+        found.add_typer(ci.ci_app, name="ci")
     return found
 
 
