@@ -140,7 +140,7 @@ def job_steps(boot: bool) -> tuple[Step, ...]:
 
 
 def slug(spec: str) -> str:
-    """debian:trixie-backports -> debian-trixie-backports; 6.12.1+deb13-amd64 -> 6.12.1-deb13-amd64."""
+    """A name for cache keys and artifacts: debian:trixie-backports -> debian-trixie-backports."""
     return re.sub(r"[^a-z0-9.]+", "-", spec.lower()).strip("-.") or "kernel"
 
 

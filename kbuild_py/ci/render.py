@@ -70,9 +70,9 @@ def compare(committed: str, generated: str, name: str) -> Drift | None:
         gone = [k for k in old if k not in new]
         added = [k for k in new if k not in old]
         if gone:
-            reasons.append(f"kernels no longer in kmod.toml: {' '.join(gone)}")
+            reasons.append(f"kernels only in the file: {' '.join(gone)}")
         if added:
-            reasons.append(f"kernels added in kmod.toml: {' '.join(added)}")
+            reasons.append(f"kernels only in kmod.toml: {' '.join(added)}")
         if not gone and not added and old != new:
             reasons.append("the kernels are in a different order")
     diff = difflib.unified_diff(
@@ -81,6 +81,8 @@ def compare(committed: str, generated: str, name: str) -> Drift | None:
     )
     lines = tuple(diff)
     if not reasons:
-        changed = sum(1 for d in lines if d[:1] in "+-" and d[:3] not in ("+++", "---"))
+        removed = sum(1 for d in lines if d[:1] == "-" and not d.startswith("---"))
+        added = sum(1 for d in lines if d[:1] == "+" and not d.startswith("+++"))
+        changed = max(removed, added)
         reasons.append(f"{changed} line(s) differ (edited by hand, or another kmod-py version)")
     return Drift(tuple(reasons), lines)
