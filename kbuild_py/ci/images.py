@@ -54,8 +54,8 @@ def cache_key(spec: str, release: str, install: str) -> str:
 def _paths(release: str) -> tuple[Path, Path]:
     from kbuild_py.images import tag_for
 
-    base = images_dir() / tag_for(release)
-    return base.with_suffix(".tar"), base.with_suffix(".json")
+    d, tag = images_dir(), tag_for(release)
+    return d / f"{tag}.tar", d / f"{tag}.json"
 
 
 def _current(img: Any) -> bool:
@@ -134,6 +134,6 @@ def _prune(spec: str, release: str, say: Callable[[str], None]) -> None:
         except (OSError, ValueError):
             continue
         if data.get("spec") == spec and data.get("release") != release:
-            meta.with_suffix(".tar").unlink(missing_ok=True)
+            meta.with_name(meta.name[: -len(".json")] + ".tar").unlink(missing_ok=True)
             meta.unlink(missing_ok=True)
             say(f"removed the saved image of {data.get('release')} ({spec} is now {release})")
