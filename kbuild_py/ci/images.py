@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kbuild_py import images as kernel_images
 from kbuild_py.ci.model import slug
 from kbuild_py.errors import InfraError
 from kbuild_py.paths import cache_dir
@@ -52,25 +53,19 @@ def cache_key(spec: str, release: str, install: str) -> str:
 
 
 def _paths(release: str) -> tuple[Path, Path]:
-    from kbuild_py.images import tag_for
-
-    d, tag = images_dir(), tag_for(release)
+    d, tag = images_dir(), kernel_images.tag_for(release)
     return d / f"{tag}.tar", d / f"{tag}.json"
 
 
 def _current(img: Any) -> bool:
     """The image was made from this kmod-py's Dockerfile (else kmod-py rebuilds it anyway)."""
-    from kbuild_py import images
-
-    return (img.labels or {}).get(images.RECIPE_LABEL) == images.recipe_hash()
+    return (img.labels or {}).get(kernel_images.RECIPE_LABEL) == kernel_images.recipe_hash()
 
 
 def load(client: Any, spec: str, release: str) -> Prepared:
     """Make kmod-py/kernel:<release> available: present already, or loaded from the cache."""
-    from kbuild_py import images
-
-    name = images.kernel_image(release)
-    img = images.image_exists(client, name)
+    name = kernel_images.kernel_image(release)
+    img = kernel_images.image_exists(client, name)
     if img is not None and _current(img):
         return Prepared(spec, release, f"{spec} is {release}; image {name} is present")
     tar, _ = _paths(release)
@@ -93,12 +88,10 @@ def load(client: Any, spec: str, release: str) -> Prepared:
 
 def save(client: Any, spec: str, release: str, say: Callable[[str], None]) -> None:
     """docker save kmod-py/kernel:<release> into the cache unless the saved one is current."""
-    from kbuild_py import images
-
-    name = images.kernel_image(release)
+    name = kernel_images.kernel_image(release)
     tar, meta = _paths(release)
     _prune(spec, release, say)
-    img = images.image_exists(client, name)
+    img = kernel_images.image_exists(client, name)
     if img is None:
         say(f"no image {name} to save (the build did not get that far)")
         return

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from kbuild_py.errors import UsageError
+from kbuild_py.kernels import parse_spec
 
 # Official actions at their current major versions (looked up 2026-12: checkout v7.0.1,
 # setup-python v7.0.0, cache v6.1.0 with its restore/save sub-actions, upload-artifact v7;
@@ -146,8 +147,6 @@ def slug(spec: str) -> str:
 
 def kernels_for(specs: list[str]) -> tuple[Kernel, ...]:
     """Validate the kernel specs a pipeline builds; refuse what cannot work on a CI runner."""
-    from kbuild_py.kernels import parse_spec
-
     if not specs:
         raise UsageError(
             "no kernels to build: kmod.toml's [build] kernels is empty and no --kernel given",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from kbuild_py.ci import model
 from kbuild_py.ci.model import Pipeline
+from kbuild_py.scaffold import templates_dir
 
 TEMPLATES = {"github": "ci/github.yml.j2", "gitlab": "ci/gitlab-ci.yml.j2"}
 DIFF_LINES = 40  # unified-diff lines shown by --check
@@ -21,9 +22,7 @@ def _yaml(value: str) -> str:
 
 
 def render(p: Pipeline) -> str:
-    import jinja2
-
-    from kbuild_py.scaffold import templates_dir
+    import jinja2  # only when a file is generated (start-up of other commands)
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
