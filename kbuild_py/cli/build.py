@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from kbuild_py.cli.base import sigterm_interrupts
+from kbuild_py.paths import report_file
 
 
 def build(
@@ -31,6 +32,9 @@ def build(
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing kernel."),
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror for container images."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    junit: Path = typer.Option(
+        None, "--junit", help="Write JUnit XML: a case per kernel and module (build + check)."
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every make output line."),
     explain_with: list[str] = typer.Option(
         [], "--explain-with", help="Another kernel whose headers explain failures (not built)."
@@ -55,12 +59,14 @@ def build(
     from kbuild_py.project.config import find_module_dir, load_project
     from kbuild_py.project.makevars import parse_make_vars
     from kbuild_py.report import build as rb
+    from kbuild_py.report.table import append_step_summary
 
     if kdir is not None and kernel:
         raise UsageError("--kernel and --kdir both given", "pass --kdir DIR or --kernel SPEC")
     for f in extra_symbols:
         if not f.is_file():
             raise UsageError(f"--extra-symbols {f}: no such file", "pass a Module.symvers file")
+    report_file(junit, "--junit")
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
     opts = plan.BuildOptions(
@@ -95,6 +101,9 @@ def build(
             on_line=view.line,
             on_done=on_done,
         )
+    if junit:
+        junit.write_text(rb.to_junit(results, project_dir))
+    append_step_summary(rb.step_summary(results))
     if as_json:
         typer.echo(rb.to_json(results))
     elif len(targets) > 1:

@@ -8,12 +8,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 from kbuild_py.build.layout import layout_for
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
 from kbuild_py.explain.render import render_text as render_explanations
 from kbuild_py.explain.render import to_json as explanations_json
-from kbuild_py.report.table import human_size, paint, table
+from kbuild_py.report.table import human_size, markdown_table, paint, table
 
 _DKMS_LINK = re.compile(r"\.dkms/[^/\s]+/[^/\s]+/build/")  # $dkms_tree/<module>/<version>/build
 
@@ -237,3 +238,89 @@ class LiveView:
 
     def done(self, res: BuildResult) -> None:
         self._print(render_result(res, self.project))
+
+
+FIRST_ERRORS = 5  # compiler errors quoted in a failed build's JUnit failure and summary
+
+
+def _first_error_lines(res: BuildResult) -> list[str]:
+    return [d.text for d in first_errors(res, FIRST_ERRORS)]
+
+
+def _case_names(res: BuildResult) -> list[str]:
+    """One JUnit case per module: the .ko files built, else the modules the project names."""
+    if res.modules:
+        return [k.name.split(".")[0] for k in res.modules]
+    return list(res.expected) or ["module"]
+
+
+def to_junit(results: Sequence[BuildResult], project: Path) -> str:
+    """JUnit XML: a testsuite per kernel, a testcase per module (build + check rules). A failed
+    build's first errors are the failure message; check errors fail the module's case."""
+    root = ET.Element("testsuites", {"name": "kmod-py build"})
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for r in results:
+        t = r.target
+        suite = ET.SubElement(root, "testsuite", {
+            "name": f"{t.spec} ({t.release})", "time": f"{r.duration:.2f}"})
+        counts = {"tests": 0, "failures": 0, "errors": 0}
+        reports = {rep.path.name.split(".")[0]: rep for rep in r.reports}
+        for name in _case_names(r):
+            counts["tests"] += 1
+            case = ET.SubElement(suite, "testcase", {
+                "classname": f"kmod-py.build.{t.release}", "name": f"{name} ({t.spec})",
+                "time": f"{r.duration:.2f}"})
+            rep = reports.get(name)
+            if r.error:
+                counts["errors"] += 1
+                ET.SubElement(case, "error", {"message": r.error, "type": "infrastructure"})
+            elif r.excluded is not None:
+                ET.SubElement(case, "skipped", {"message": r.excluded})
+            elif not r.built:
+                counts["failures"] += 1
+                errs = _first_error_lines(r)
+                head = "build timed out" if r.timed_out else r.why_failed()
+                el = ET.SubElement(case, "failure", {"message": head, "type": "build"})
+                el.text = "\n".join([*errs, f"full log: {r.log_path}"])
+            elif rep is not None and not rep.ok:
+                counts["failures"] += 1
+                bad = [f"[{f.rule_id}] {f.message}" for f in rep.findings
+                       if f.severity == "error"] or [rep.error or "check failed"]
+                el = ET.SubElement(case, "failure", {
+                    "message": f"check: {bad[0]}", "type": "check"})
+                el.text = "\n".join(bad)
+            out = [paint_free(line) for line in render_result(r, project)]
+            if rep is not None:
+                out.append(f"rules run: {', '.join(rep.ran) or '-'}")
+                out += [f"rule skipped: {k}: {v}" for k, v in rep.skipped.items()]
+            ET.SubElement(case, "system-out").text = "\n".join(out)
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+    for k, v in totals.items():
+        root.set(k, str(v))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def paint_free(text: str) -> str:
+    """Text without the ANSI colour codes paint() may have added."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def step_summary(results: Sequence[BuildResult]) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY: a table of kernels and results, then the first
+    errors of each failed build."""
+    rows = []
+    for r in results:
+        mark = "✅" if r.ok else "❌"
+        kos = ", ".join(k.name for k in r.modules) or "-"
+        rows.append([r.target.spec, r.target.release, f"{mark} {result_label(r)}",
+                     str(len(r.warnings)), kos, f"{r.duration:.1f} s"])
+    out = ["### kmod-py build", "",
+           markdown_table(["kernel", "release", "result", "warnings", "modules", "time"], rows)]
+    for r in results:
+        if r.error or not r.built:
+            lines = [r.error] if r.error else _first_error_lines(r)
+            out += ["", f"**{r.target.release}**:", "```", *lines, "```"]
+    return "\n".join(out) + "\n"

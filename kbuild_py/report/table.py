@@ -48,3 +48,23 @@ def human_size(n: int) -> str:
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table (for $GITHUB_STEP_SUMMARY); `|` in cells escaped."""
+
+    def line(cells: Sequence[str]) -> str:
+        text = (str(c).replace("|", "\\|").replace("\n", " ") for c in cells)
+        return "| " + " | ".join(text) + " |"
+
+    return "\n".join([line(headers), line(["---"] * len(headers)), *(line(r) for r in rows)])
+
+
+def append_step_summary(markdown: str) -> bool:
+    """Append to the file GitHub Actions names in GITHUB_STEP_SUMMARY; False when unset."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(markdown.rstrip("\n") + "\n\n")
+    return True

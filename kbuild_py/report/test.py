@@ -10,7 +10,7 @@ from xml.etree import ElementTree as ET
 
 from kbuild_py.boot.run import TestResult
 from kbuild_py.boot.verdict import taint_letters
-from kbuild_py.report.table import paint, table
+from kbuild_py.report.table import markdown_table, paint, table
 
 STEP_LINES = 12  # kernel lines shown under one step
 _COLOR = {"pass": "green", "fail": "red", "timeout": "red", "error": "yellow"}
@@ -180,3 +180,25 @@ def to_junit(results: list[TestResult], base: Path | None = None) -> str:
     suite.set("time", f"{sum(r.seconds for r in results):.2f}")
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def step_summary(results: list[TestResult]) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY: kernels, results, load/unload, taint, problems."""
+    rows = []
+    for r in results:
+        name = r.modules[0] if r.modules else ""
+        v = r.verdict
+        mark = "✅" if r.passed else "❌"
+        rows.append([
+            r.label, r.release, f"{mark} {r.status.upper()}",
+            f"{r.seconds:.1f} s" if r.accel else "-", r.accel or "-",
+            step_text(r, "insmod", name), step_text(r, "rmmod", name),
+            v.taint_text if v else "-",
+        ])
+    heads = ["kernel", "release", "result", "time", "accel", "load", "unload", "taint"]
+    out = ["### kmod-py test", "", markdown_table(heads, rows)]
+    for r in results:
+        why = ([r.error] if r.error else []) + (r.verdict.problems if r.verdict else [])
+        if not r.passed and why:
+            out += ["", f"**{r.release}**: " + "; ".join(why)]
+    return "\n".join(out) + "\n"
