@@ -38,7 +38,7 @@ KMOD = str(Path(sys.executable).parent / "kmod-py")
 def job_script() -> str:
     from kbuild_py.ci.model import job_steps
 
-    steps = job_steps(boot=False)
+    steps = job_steps(boot=False, save_images=False)
     body = [s.run for s in steps if not s.always]
     after = [s.run for s in steps if s.always]
     # GitLab runs script with errexit and after_script in its own shell afterwards
@@ -75,7 +75,7 @@ def main() -> None:
                 shutil.copytree(saved, dest / ".kmod-py" / "ci", symlinks=True)
             env = {**os.environ, "KERNEL": SPEC, "KMOD_PY_INSTALL": str(wheel),
                    "KMOD_PY_CI": ".kmod-py/ci", "KMOD_PY_CACHE": cache,
-                   "KMOD_PY_SAVE_IMAGES": "0", "NO_COLOR": "1"}
+                   "NO_COLOR": "1"}
             res = subprocess.run(["bash", str(script)], cwd=dest, env=env,
                                  capture_output=True, text=True)
             took = time.perf_counter() - t

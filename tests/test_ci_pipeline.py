@@ -65,13 +65,26 @@ def wheelhouse(wheel: Path) -> Path:
     return house
 
 
-def make_project(parent: Path, kernels: list[str], *, boot: bool, broken: bool = False) -> Path:
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One git repository for the module's pipelines: gitlab-ci-local keeps its job caches
+    (the venv kmod-py is installed in) in it, as a GitLab project keeps them between runs."""
+    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+
+    path = scaffold_module(ModuleSpec(name="hello_module"), tmp_path_factory.mktemp("ci")).path
+    subprocess.run(["git", "init", "-q", str(path)], check=True, timeout=60)
+    return path
+
+
+def make_project(path: Path, kernels: list[str], *, boot: bool, broken: bool = False) -> Path:
+    """Commit the module (broken or not) and its generated pipeline for these kernels."""
     from typer.testing import CliRunner
 
     from kbuild_py.cli import app
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.scaffold import ModuleSpec, render
 
-    path = scaffold_module(ModuleSpec(name="hello_module"), parent).path
+    for name, text in render(ModuleSpec(name="hello_module")).items():
+        (path / name).write_text(text)
     toml = path / "kmod.toml"
     toml.write_text(toml.read_text().replace("kernels = []", f"kernels = {kernels!r}"
                                              .replace("'", '"')))
@@ -79,13 +92,15 @@ def make_project(parent: Path, kernels: list[str], *, boot: bool, broken: bool =
         src = path / "hello_module.c"
         src.write_text(src.read_text().replace('pr_info("loaded\\n");', 'pr_info("loaded\\n")'))
         assert 'pr_info("loaded\\n")\n' in src.read_text()
-    args = ["ci", "gitlab", str(path), "--runner", "shell", *([] if boot else ["--no-boot"])]
+    args = ["ci", "gitlab", str(path), "--runner", "shell", "--force",
+            *([] if boot else ["--no-boot"])]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     git = ["git", "-c", "user.name=kmod-py tests", "-c", "user.email=tests@kmod-py.invalid"]
-    subprocess.run(["git", "init", "-q", str(path)], check=True, timeout=60)
     subprocess.run([*git, "-C", str(path), "add", "-A"], check=True, timeout=60)
-    subprocess.run([*git, "-C", str(path), "commit", "-qm", "module"], check=True, timeout=60)
+    subprocess.run([*git, "-C", str(path), "commit", "-qm", "module", "--allow-empty"],
+                   check=True, timeout=60)
+    shutil.rmtree(path / ".gitlab-ci-local" / "artifacts", ignore_errors=True)
     return path
 
 
@@ -112,8 +127,8 @@ def cases(root: ET.Element) -> list[ET.Element]:
 
 
 def test_three_kernel_pipeline_passes_with_one_junit_case_per_kernel(
-        gitlab_ci_local: str, wheel: Path, wheelhouse: Path, tmp_path: Path) -> None:
-    project = make_project(tmp_path, KERNELS, boot=False)
+        gitlab_ci_local: str, wheel: Path, wheelhouse: Path, repo: Path) -> None:
+    project = make_project(repo, KERNELS, boot=False)
     res = run_pipeline(gitlab_ci_local, project, wheel, wheelhouse)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-6000:]
@@ -134,9 +149,9 @@ def test_three_kernel_pipeline_passes_with_one_junit_case_per_kernel(
 
 @pytest.mark.qemu
 def test_pipeline_job_with_boot_test(
-        gitlab_ci_local: str, wheel: Path, wheelhouse: Path, tmp_path: Path) -> None:
+        gitlab_ci_local: str, wheel: Path, wheelhouse: Path, repo: Path) -> None:
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64")
-    project = make_project(tmp_path, ["debian:bookworm"], boot=True)
+    project = make_project(repo, ["debian:bookworm"], boot=True)
     res = run_pipeline(gitlab_ci_local, project, wheel, wheelhouse)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-6000:]
@@ -149,8 +164,8 @@ def test_pipeline_job_with_boot_test(
 
 
 def test_a_broken_module_fails_its_job_and_the_pipeline(
-        gitlab_ci_local: str, wheel: Path, wheelhouse: Path, tmp_path: Path) -> None:
-    project = make_project(tmp_path, ["debian:bookworm"], boot=False, broken=True)
+        gitlab_ci_local: str, wheel: Path, wheelhouse: Path, repo: Path) -> None:
+    project = make_project(repo, ["debian:bookworm"], boot=False, broken=True)
     res = run_pipeline(gitlab_ci_local, project, wheel, wheelhouse)
     log = res.stdout + res.stderr
     assert res.returncode != 0, log[-6000:]

@@ -74,11 +74,6 @@ class Pipeline:
     def install(self) -> str:
         return f"kmod-py=={self.version}"
 
-    @property
-    def save_images(self) -> bool:
-        """docker save/load the kernel images: not on a shell runner, whose daemon keeps them."""
-        return self.runner != "shell"
-
 
 SYSTEM_PACKAGES = """\
 # QEMU and a static busybox boot the kernels; python3-venv installs kmod-py.
@@ -102,7 +97,8 @@ if [ -f "$KMOD_PY_INSTALL" ]; then stamp="$stamp $(sha256sum "$KMOD_PY_INSTALL" 
 if [ "$(cat "$KMOD_PY_CI/venv/stamp" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$KMOD_PY_CI/venv"
   python3 -m venv "$KMOD_PY_CI/venv"
-  "$KMOD_PY_CI/venv/bin/python" -m pip install -q --disable-pip-version-check $KMOD_PY_INSTALL
+  "$KMOD_PY_CI/venv/bin/python" -m pip install -q --disable-pip-version-check --no-compile \\
+    $KMOD_PY_INSTALL
   printf '%s\\n' "$stamp" > "$KMOD_PY_CI/venv/stamp"
 fi
 {kmod_py} --version
@@ -124,8 +120,9 @@ if [ -x "$KMOD_PY_CI/venv/bin/kmod-py" ]; then {kmod_py} ci save --kernel "$KERN
 """
 
 
-def job_steps(boot: bool) -> tuple[Step, ...]:
-    """The commands of one kernel's job, in order (pure)."""
+def job_steps(boot: bool, save_images: bool = True) -> tuple[Step, ...]:
+    """The commands of one kernel's job, in order (pure). Without save_images (a shell
+    runner, whose Docker daemon keeps the kernel images) there is no save step."""
     fill = {"kmod_py": _KMOD_PY}
     steps = [
         Step("system", "Install system packages",
@@ -136,7 +133,8 @@ def job_steps(boot: bool) -> tuple[Step, ...]:
     ]
     if boot:
         steps.append(Step("test", "Boot the kernel and load the module", TEST.format(**fill)))
-    steps.append(Step("save", "Save the kernel image", SAVE.format(**fill), always=True))
+    if save_images:
+        steps.append(Step("save", "Save the kernel image", SAVE.format(**fill), always=True))
     return tuple(steps)
 
 
@@ -202,5 +200,6 @@ def pipeline(system: str, specs: list[str], project_specs: list[str], *, boot: b
             options["python"] = python
     cmd = command_line(system, tuple(k.spec for k in kernels), project_specs, boot, options)
     return Pipeline(system=system, kernels=kernels, boot=boot, version=version, command=cmd,
-                    steps=job_steps(boot), runner=runner if system == "gitlab" else "github",
+                    steps=job_steps(boot, save_images=system == "github" or runner != "shell"),
+                    runner=runner if system == "gitlab" else "github",
                     image=image, runs_on=runs_on, python=python)
