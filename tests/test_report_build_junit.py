@@ -21,7 +21,8 @@ def two_kernels(tmp_path: Path):  # type: ignore[no-untyped-def]
     bad_lines = [f"{p}/.kmod-py/6.12.0-1-amd64/m.c:1:1: error: boom",
                  f"{p}/.kmod-py/6.12.0-1-amd64/m.c:2:1: error: bang", "make: *** [x] Error 2"]
     bad = target(tmp_path, FakeRunner(bad_lines, 2), "6.12.0-1-amd64")
-    return p, build_all(p, [ok, bad], BuildOptions(run_checks=False), jobs=1)
+    return p, build_all(p, [ok, bad], BuildOptions(run_checks=False, expected_modules=["m"]),
+                        jobs=1)
 
 
 def test_junit_one_case_per_kernel_and_module_with_first_errors(tmp_path: Path) -> None:
@@ -34,9 +35,10 @@ def test_junit_one_case_per_kernel_and_module_with_first_errors(tmp_path: Path) 
     (ok,) = suites[0].findall("testcase")
     assert ok.get("name") == "m (6.1.0-9-amd64)" and ok.find("failure") is None
     (bad,) = suites[1].findall("testcase")  # not built: the module kmod.toml names
+    assert bad.get("name") == "m (6.12.0-1-amd64)"
     failure = bad.find("failure")
     assert failure is not None and failure.get("type") == "build"
-    assert failure.get("message") == f"build failed (make exit 2): {p}/m.c:1:1: error: boom"
+    assert failure.get("message") == f"{p}/m.c:1:1: error: boom (make exit 2)"
     assert f"{p}/m.c:2:1: error: bang" in (failure.text or "")
     assert "full log:" in (failure.text or "")
 
@@ -48,6 +50,7 @@ def test_junit_check_errors_fail_the_module_and_infra_errors_are_errors(tmp_path
         Finding("vermagic", "error", "version magic 'x' should be 'y'"),
         Finding("taint", "info", "taints O")], ran=["vermagic", "taint"])]
     results[1].error = "image kmod-py/kernel:6.12.0-1-amd64 could not be built"
+    results[1].expected = []
     root = ET.fromstring(rb.to_junit(results, p))
     cases = root.findall("testsuite/testcase")
     failure = cases[0].find("failure")

@@ -102,7 +102,7 @@ def build(
             on_done=on_done,
         )
     if junit:
-        junit.write_text(rb.to_junit(results, project_dir))
+        junit.write_text(rb.to_junit(results, project_dir, project.modules))
     append_step_summary(rb.step_summary(results))
     if as_json:
         typer.echo(rb.to_json(results))

@@ -247,14 +247,14 @@ def _first_error_lines(res: BuildResult) -> list[str]:
     return [d.text for d in first_errors(res, FIRST_ERRORS)]
 
 
-def _case_names(res: BuildResult) -> list[str]:
+def _case_names(res: BuildResult, expected: Sequence[str]) -> list[str]:
     """One JUnit case per module: the .ko files built, else the modules the project names."""
     if res.modules:
         return [k.name.split(".")[0] for k in res.modules]
-    return list(res.expected) or ["module"]
+    return list(res.expected or expected) or ["module"]
 
 
-def to_junit(results: Sequence[BuildResult], project: Path) -> str:
+def to_junit(results: Sequence[BuildResult], project: Path, expected: Sequence[str] = ()) -> str:
     """JUnit XML: a testsuite per kernel, a testcase per module (build + check rules). A failed
     build's first errors are the failure message; check errors fail the module's case."""
     root = ET.Element("testsuites", {"name": "kmod-py build"})
@@ -265,7 +265,7 @@ def to_junit(results: Sequence[BuildResult], project: Path) -> str:
             "name": f"{t.spec} ({t.release})", "time": f"{r.duration:.2f}"})
         counts = {"tests": 0, "failures": 0, "errors": 0}
         reports = {rep.path.name.split(".")[0]: rep for rep in r.reports}
-        for name in _case_names(r):
+        for name in _case_names(r, expected):
             counts["tests"] += 1
             case = ET.SubElement(suite, "testcase", {
                 "classname": f"kmod-py.build.{t.release}", "name": f"{name} ({t.spec})",
