@@ -47,7 +47,7 @@ def job_script() -> str:
 
 
 def main() -> None:
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     work = Path(tempfile.mkdtemp(prefix="kmod-py-bench-ci-"))
     try:

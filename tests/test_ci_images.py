@@ -23,7 +23,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
     monkeypatch.setenv("KMOD_PY_CACHE", str(tmp_path / "cache"))
     try:
-        from kbuild_py.docker_backend import docker_client
+        from kbuild_py.seams.docker import docker_client
 
         c = docker_client()
     except DockerUnavailable:
@@ -40,18 +40,18 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 def tiny_image(client, release: str, content: bytes = b"x") -> str:  # type: ignore[no-untyped-def]
     """A one-file image tagged kmod-py/kernel:<release> with this kmod-py's recipe label."""
-    from kbuild_py import images
+    from kbuild_py.images import kernel, model
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("hello")
         info.size = len(content)
         tar.addfile(info, io.BytesIO(content))
-    name = images.kernel_image(release)
+    name = model.kernel_image(release)
     repo, tag = name.split(":")
     client.api.import_image_from_data(
         buf.getvalue(), repository=repo, tag=tag,
-        changes=[f"LABEL {images.RECIPE_LABEL}={images.recipe_hash()}"])
+        changes=[f"LABEL {model.RECIPE_LABEL}={kernel.recipe_hash()}"])
     client.made.append(name)
     return name
 

@@ -69,7 +69,7 @@ def wheelhouse(wheel: Path) -> Path:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One git repository for the module's pipelines: gitlab-ci-local keeps its job caches
     (the venv kmod-py is installed in) in it, as a GitLab project keeps them between runs."""
-    from kbuild_py.scaffold import ModuleSpec, scaffold_module
+    from kbuild_py.scaffold.scaffold import ModuleSpec, scaffold_module
 
     path = scaffold_module(ModuleSpec(name="hello_module"), tmp_path_factory.mktemp("ci")).path
     subprocess.run(["git", "init", "-q", str(path)], check=True, timeout=60)
@@ -81,7 +81,7 @@ def make_project(path: Path, kernels: list[str], *, boot: bool, broken: bool = F
     from typer.testing import CliRunner
 
     from kbuild_py.cli import app
-    from kbuild_py.scaffold import ModuleSpec, render
+    from kbuild_py.scaffold.scaffold import ModuleSpec, render
 
     for name, text in render(ModuleSpec(name="hello_module")).items():
         (path / name).write_text(text)

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbuild_py import images as kernel_images
 from kbuild_py.ci.model import slug
 from kbuild_py.errors import InfraError
+from kbuild_py.images import kernel as kernel_images
+from kbuild_py.images import model as image_names
 from kbuild_py.paths import cache_dir
+from kbuild_py.seams.docker import image_exists
 
 SAVE_TIMEOUT = 900  # seconds for one docker save or load of a ~400 MB image
 
@@ -53,19 +55,19 @@ def cache_key(spec: str, release: str, install: str) -> str:
 
 
 def _paths(release: str) -> tuple[Path, Path]:
-    d, tag = images_dir(), kernel_images.tag_for(release)
+    d, tag = images_dir(), image_names.tag_for(release)
     return d / f"{tag}.tar", d / f"{tag}.json"
 
 
 def _current(img: Any) -> bool:
     """The image was made from this kmod-py's Dockerfile (else kmod-py rebuilds it anyway)."""
-    return (img.labels or {}).get(kernel_images.RECIPE_LABEL) == kernel_images.recipe_hash()
+    return (img.labels or {}).get(image_names.RECIPE_LABEL) == kernel_images.recipe_hash()
 
 
 def load(client: Any, spec: str, release: str) -> Prepared:
     """Make kmod-py/kernel:<release> available: present already, or loaded from the cache."""
-    name = kernel_images.kernel_image(release)
-    img = kernel_images.image_exists(client, name)
+    name = image_names.kernel_image(release)
+    img = image_exists(client, name)
     if img is not None and _current(img):
         return Prepared(spec, release, f"{spec} is {release}; image {name} is present")
     tar, _ = _paths(release)
@@ -88,10 +90,10 @@ def load(client: Any, spec: str, release: str) -> Prepared:
 
 def save(client: Any, spec: str, release: str, say: Callable[[str], None]) -> None:
     """docker save kmod-py/kernel:<release> into the cache unless the saved one is current."""
-    name = kernel_images.kernel_image(release)
+    name = image_names.kernel_image(release)
     tar, meta = _paths(release)
     _prune(spec, release, say)
-    img = kernel_images.image_exists(client, name)
+    img = image_exists(client, name)
     if img is None:
         say(f"no image {name} to save (the build did not get that far)")
         return

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from kbuild_py.errors import UsageError
-from kbuild_py.kernels import parse_spec
+from kbuild_py.kernels.resolve import parse_spec
 
 # Official actions at their current major versions (looked up 2026-12: checkout v7.0.1,
 # setup-python v7.0.0, cache v6.1.0 with its restore/save sub-actions, upload-artifact v7;

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from kbuild_py.ci import model
 from kbuild_py.ci.model import Pipeline
-from kbuild_py.scaffold import templates_dir
+from kbuild_py.scaffold.scaffold import templates_dir
 
 TEMPLATES = {"github": "ci/github.yml.j2", "gitlab": "ci/gitlab-ci.yml.j2"}
 DIFF_LINES = 40  # unified-diff lines shown by --check

@@ -33,7 +33,7 @@ def _generate(system: str, path: Path, kernel: list[str] | None, output: Path | 
     from kbuild_py import __version__
     from kbuild_py.ci import model, render
     from kbuild_py.ci.files import write_or_check
-    from kbuild_py.project import find_module_dir, load_project
+    from kbuild_py.project.config import find_module_dir, load_project
 
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
@@ -90,17 +90,21 @@ def prepare(
 ) -> None:
     """(In a CI job) resolve the kernel spec and load its saved kernel-headers image."""
     from kbuild_py.ci import images
-    from kbuild_py.docker_backend import docker_client
     from kbuild_py.errors import MirrorError
-    from kbuild_py.testrun import release_for_spec
+    from kbuild_py.kernels.resolve import place
+    from kbuild_py.seams.docker import docker_client
 
     try:
-        release, _suite = release_for_spec(kernel, mirror)
+        where = place(kernel, mirror=mirror)
     except MirrorError as e:
         # The build decides (it falls back to the last image built for a suite).
         typer.echo(f"warning: cannot resolve {kernel} now: {e.message}", err=True)
         return
-    done = images.load(docker_client(), kernel, release)
+    if where.where == "kernel-image":
+        done = images.load(docker_client(), kernel, where.release)
+    else:
+        done = images.Prepared(kernel, where.release, f"{kernel} is {where.release} "
+                               f"({where.where}: no kmod-py image to restore)")
     typer.echo(done.message)
     out = os.environ.get("GITHUB_OUTPUT")
     if out:
@@ -116,16 +120,14 @@ def save(
 ) -> None:
     """(In a CI job) docker save the kernel's image into kmod-py's cache for the next job."""
     from kbuild_py.ci import images
-    from kbuild_py.docker_backend import docker_client
-    from kbuild_py.kernels import parse_spec
-    from kbuild_py.testrun import release_for_spec
+    from kbuild_py.kernels.resolve import place
+    from kbuild_py.seams.docker import docker_client
 
     if os.environ.get("KMOD_PY_SAVE_IMAGES", "1") == "0":
-        typer.echo("kernel images are not saved (KMOD_PY_SAVE_IMAGES=0: the runner's Docker "
-                   "daemon keeps them)")
+        typer.echo("kernel images are not saved (KMOD_PY_SAVE_IMAGES=0)")
         return
-    if parse_spec(kernel).kind == "image":
-        typer.echo(f"{kernel} is an image of your own: not saved")
+    where = place(kernel, mirror=mirror)
+    if where.where != "kernel-image":
+        typer.echo(f"{kernel} is {where.release} ({where.where}): no kmod-py image to save")
         return
-    release, _suite = release_for_spec(kernel, mirror)
-    images.save(docker_client(), kernel, release, typer.echo)
+    images.save(docker_client(), kernel, where.release, typer.echo)

@@ -8,11 +8,12 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from kbuild_py import report_build as rb
-from kbuild_py.build import BuildOptions, build_all
-from kbuild_py.checks import Finding, ModuleReport
-from kbuild_py.render import append_step_summary, markdown_table
-from tests.test_build_unit import FakeRunner, project, target
+from kbuild_py.build.plan import BuildOptions
+from kbuild_py.build.run import build_all
+from kbuild_py.check.model import Finding, ModuleReport
+from kbuild_py.report import build as rb
+from kbuild_py.report.table import append_step_summary, markdown_table
+from tests.test_build_run import FakeRunner, project, target
 
 
 def two_kernels(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -95,9 +96,9 @@ def test_markdown_table_escapes_pipes() -> None:
 
 
 def test_test_step_summary_from_real_logs() -> None:
-    from kbuild_py import report_test
-    from kbuild_py import testrun as tr
-    from tests.test_testrun import _result
+    from kbuild_py.boot import run as tr
+    from kbuild_py.report import test as report_test
+    from tests.test_boot_run import _result
 
     results = [_result("6.1-crc-dep.log", "kmodpy_crc"), _result("6.1-oops.log", "kmodpy_oops"),
                tr.TestResult("image:x", "7.0-amd64", "error", error="no kernel image")]
