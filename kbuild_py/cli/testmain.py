@@ -142,6 +142,7 @@ def run_test(
     from kbuild_py.errors import UsageError
     from kbuild_py.project.makevars import parse_make_vars
     from kbuild_py.report import test as rt
+    from kbuild_py.report.table import append_step_summary
 
     make_vars = parse_make_vars(make_var or [])
     if ko and (make_vars or sign):
@@ -197,6 +198,7 @@ def run_test(
                                       on_output=stream if verbose else None)
     if junit:
         junit.write_text(rt.to_junit(results, base))
+    append_step_summary(rt.step_summary(results))
     if as_json:
         print(rt.to_json(results, base), flush=True)
     elif len(results) > 1:
