@@ -8,12 +8,12 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from xml.etree import ElementTree as ET
 
 from kbuild_py.build.layout import layout_for
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
 from kbuild_py.explain.render import render_text as render_explanations
 from kbuild_py.explain.render import to_json as explanations_json
+from kbuild_py.report import junit
 from kbuild_py.report.table import human_size, markdown_table, paint, table
 
 _DKMS_LINK = re.compile(r"\.dkms/[^/\s]+/[^/\s]+/build/")  # $dkms_tree/<module>/<version>/build
@@ -254,58 +254,43 @@ def _case_names(res: BuildResult, expected: Sequence[str]) -> list[str]:
     return list(res.expected or expected) or ["module"]
 
 
+def _outcome(r: BuildResult, rep) -> junit.Outcome | None:  # type: ignore[no-untyped-def]
+    """What one module's case says: an infrastructure error, a kernel dkms.conf excludes,
+    a failed build (its first errors), check errors; None when it passed."""
+    if r.error:
+        return junit.Outcome("error", r.error, "infrastructure")
+    if r.excluded is not None:
+        return junit.Outcome("skipped", r.excluded)
+    if not r.built:
+        head = "build timed out" if r.timed_out else r.why_failed()
+        text = "\n".join([*_first_error_lines(r), f"full log: {r.log_path}"])
+        return junit.Outcome("failure", head, "build", text)
+    if rep is not None and not rep.ok:
+        bad = [f"[{f.rule_id}] {f.message}" for f in rep.findings
+               if f.severity == "error"] or [rep.error or "check failed"]
+        return junit.Outcome("failure", f"check: {bad[0]}", "check", "\n".join(bad))
+    return None
+
+
 def to_junit(results: Sequence[BuildResult], project: Path, expected: Sequence[str] = ()) -> str:
     """JUnit XML: a testsuite per kernel, a testcase per module (build + check rules). A failed
     build's first errors are the failure message; check errors fail the module's case."""
-    root = ET.Element("testsuites", {"name": "kmod-py build"})
-    totals = {"tests": 0, "failures": 0, "errors": 0}
+    suites = []
     for r in results:
         t = r.target
-        suite = ET.SubElement(root, "testsuite", {
-            "name": f"{t.spec} ({t.release})", "time": f"{r.duration:.2f}"})
-        counts = {"tests": 0, "failures": 0, "errors": 0}
+        suite = junit.Suite(f"{t.spec} ({t.release})", time=r.duration)
         reports = {rep.path.name.split(".")[0]: rep for rep in r.reports}
         for name in _case_names(r, expected):
-            counts["tests"] += 1
-            case = ET.SubElement(suite, "testcase", {
-                "classname": f"kmod-py.build.{t.release}", "name": f"{name} ({t.spec})",
-                "time": f"{r.duration:.2f}"})
             rep = reports.get(name)
-            if r.error:
-                counts["errors"] += 1
-                ET.SubElement(case, "error", {"message": r.error, "type": "infrastructure"})
-            elif r.excluded is not None:
-                ET.SubElement(case, "skipped", {"message": r.excluded})
-            elif not r.built:
-                counts["failures"] += 1
-                errs = _first_error_lines(r)
-                head = "build timed out" if r.timed_out else r.why_failed()
-                el = ET.SubElement(case, "failure", {"message": head, "type": "build"})
-                el.text = "\n".join([*errs, f"full log: {r.log_path}"])
-            elif rep is not None and not rep.ok:
-                counts["failures"] += 1
-                bad = [f"[{f.rule_id}] {f.message}" for f in rep.findings
-                       if f.severity == "error"] or [rep.error or "check failed"]
-                el = ET.SubElement(case, "failure", {
-                    "message": f"check: {bad[0]}", "type": "check"})
-                el.text = "\n".join(bad)
-            out = [paint_free(line) for line in render_result(r, project)]
+            out = list(render_result(r, project))
             if rep is not None:
                 out.append(f"rules run: {', '.join(rep.ran) or '-'}")
                 out += [f"rule skipped: {k}: {v}" for k, v in rep.skipped.items()]
-            ET.SubElement(case, "system-out").text = "\n".join(out)
-        for k, v in counts.items():
-            suite.set(k, str(v))
-            totals[k] += v
-    for k, v in totals.items():
-        root.set(k, str(v))
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def paint_free(text: str) -> str:
-    """Text without the ANSI colour codes paint() may have added."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+            suite.cases.append(junit.Case(
+                f"kmod-py.build.{t.release}", f"{name} ({t.spec})", r.duration,
+                _outcome(r, rep), "\n".join(out)))
+        suites.append(suite)
+    return junit.suites_xml("kmod-py build", suites)
 
 
 def step_summary(results: Sequence[BuildResult]) -> str:

@@ -6,10 +6,10 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from kbuild_py.boot.run import TestResult
 from kbuild_py.boot.verdict import taint_letters
+from kbuild_py.report import junit
 from kbuild_py.report.table import markdown_table, paint, table
 
 STEP_LINES = 12  # kernel lines shown under one step
@@ -150,36 +150,25 @@ def to_json(results: list[TestResult], base: Path | None = None) -> str:
 def to_junit(results: list[TestResult], base: Path | None = None) -> str:
     """JUnit XML: one testcase per kernel, or per module and kernel when several modules were
     tested one at a time; fail/timeout -> <failure>, error -> <error>."""
-    suite = ET.Element("testsuite", {"name": "kmod-py test"})
-    tests = failures = errors = 0
+    suite = junit.Suite("kmod-py test", time=sum(r.seconds for r in results))
     for r in results:
         v = r.verdict
         groups = v.groups if v is not None and r.status != "timeout" else []
         for module in groups or [None]:
-            tests += 1
             mods = [module] if module else (r.modules or ["module"])
-            case = ET.SubElement(suite, "testcase", {
-                "classname": "kmod-py.test." + ",".join(mods),
-                "name": f"{r.label} ({r.release})", "time": f"{r.seconds:.2f}",
-            })
             problems = (v.module_problems.get(module, []) if module and v is not None
                         else v.problems if v is not None else [])
+            outcome = None
             if r.status == "error":
-                errors += 1
-                ET.SubElement(case, "error", {"message": r.error or "error"}).text = r.error
+                outcome = junit.Outcome("error", r.error or "error", text=r.error or "")
             elif (module and problems) or (not module and r.status != "pass" and v):
-                failures += 1
-                el = ET.SubElement(case, "failure", {"message": "; ".join(problems)[:500],
-                                                      "type": "fail" if module else r.status})
-                el.text = "\n".join(v.excerpt) if v else ""
-            ET.SubElement(case, "system-out").text = "\n".join(
-                render_result(r, base, color=False))
-    suite.set("tests", str(tests))
-    suite.set("failures", str(failures))
-    suite.set("errors", str(errors))
-    suite.set("time", f"{sum(r.seconds for r in results):.2f}")
-    ET.indent(suite)
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+                outcome = junit.Outcome("failure", "; ".join(problems)[:500],
+                                        "fail" if module else r.status,
+                                        "\n".join(v.excerpt) if v else "")
+            suite.cases.append(junit.Case(
+                "kmod-py.test." + ",".join(mods), f"{r.label} ({r.release})", r.seconds,
+                outcome, "\n".join(render_result(r, base, color=False))))
+    return junit.suite_xml(suite)
 
 
 def step_summary(results: list[TestResult]) -> str:
