@@ -241,3 +241,9 @@ def test_cli_check_names_what_differs(project: Path) -> None:
 def test_cli_without_kernels_is_a_usage_error(scaffold) -> None:  # type: ignore[no-untyped-def]
     res = cli("ci", "gitlab", str(scaffold("m")))
     assert res.exit_code == 2 and "no kernels" in res.output
+
+
+def test_readme_shows_the_files_kmod_py_generates() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name in ("github.yml", "gitlab-dind.yml"):
+        assert "```yaml\n" + (GOLDEN / name).read_text() + "```\n" in readme, name
