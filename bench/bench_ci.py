@@ -42,8 +42,10 @@ def job_script() -> str:
     body = [s.run for s in steps if not s.always]
     after = [s.run for s in steps if s.always]
     # GitLab runs script with errexit and after_script in its own shell afterwards
-    return ("set -e\n(\nset -e\n" + "\n".join(body) + ")\nrc=$?\n(\n" + "\n".join(after)
-            + ")\nexit $rc\n")
+    script = "(\nset -e\n" + "\n".join(body) + "\n)\nrc=$?\n"
+    if after:
+        script += "(\n" + "\n".join(after) + "\n)\n"
+    return script + "exit $rc\n"
 
 
 def main() -> None:
