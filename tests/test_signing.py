@@ -471,3 +471,21 @@ def test_strip_program_follows_the_target_architecture(signer: keys.KeyPair) -> 
         job_for_target(bare, signer)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="no scripts/sign-file"):
         job_for_target(target("x86", where="host"), signer)  # type: ignore[arg-type]
+
+
+def test_remembered_prefixes_keep_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store full of old keys' prefixes still learns a new key (the oldest goes)."""
+    from kbuild_py.check.elf import signature as sig
+
+    monkeypatch.setenv("KMOD_PY_CACHE", str(tmp_path))
+    monkeypatch.setattr(sig, "_PREFIXES", [])
+    monkeypatch.setattr(sig, "_loaded", True)
+    monkeypatch.setattr(sig, "_MAX_PREFIXES", 2)
+    pairs = [pair_in(tmp_path / f"k{i}", cn=f"key {i}") for i in range(3)]
+    for p in pairs:
+        sig.parse_pkcs7(read_trailer(append_signature(BODY, p)).blob)  # type: ignore[union-attr]
+    assert [i.signer for _, _, i in sig._PREFIXES] == ["key 2", "key 1"]
+    stored = sig._decode_store((tmp_path / "pkcs7-prefixes").read_bytes())
+    assert [i.signer for _, _, i in stored] == ["key 2", "key 1"]

@@ -152,8 +152,10 @@ def parse_pkcs7(blob: bytes) -> Pkcs7Info:
         if len(blob) == size and blob.startswith(prefix):
             return Pkcs7Info(info.signer, info.key_id, info.hash_algo, blob[len(prefix) :])
     info = pkcs7_info(read_signed_data(blob))
-    if info.signature and blob.endswith(info.signature) and len(_PREFIXES) < _MAX_PREFIXES:
-        _PREFIXES.append((blob[: len(blob) - len(info.signature)], len(blob), info))
+    if info.signature and blob.endswith(info.signature):
+        # the newest first; the oldest goes when there are too many (throwaway test keys)
+        _PREFIXES.insert(0, (blob[: len(blob) - len(info.signature)], len(blob), info))
+        del _PREFIXES[_MAX_PREFIXES:]
         _store_prefixes()
     return info
 
