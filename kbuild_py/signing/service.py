@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,7 +68,9 @@ def sign_files(
     return out
 
 
-def _target(spec: str, kdir: Path | None, mirror: str | None, progress) -> Target:  # type: ignore[no-untyped-def]
+def _target(
+    spec: str, kdir: Path | None, mirror: str | None, progress: Callable[[str], None] | None
+) -> Target:
     if kdir is not None:
         return host_target(spec=spec, kdir=kdir)
     return resolve_spec(spec, mirror=mirror, progress=progress)
@@ -130,7 +132,7 @@ def sign_built(
     modules: Sequence[Path],
     target: Target,
     settings: SignSettings,
-    make_vars=None,  # type: ignore[no-untyped-def]
+    make_vars: Mapping[str, str] | None = None,
 ) -> BuildSigning:
     """Strip and sign a kernel's freshly built modules with its own sign-file, then verify
     each against the certificate. A kernel without CONFIG_MODULE_SIG_HASH checks no

@@ -70,7 +70,7 @@ _NAME_CACHE: dict[bytes, str | None] = {}
 
 def read_signed_data(blob: bytes) -> SignerFacts:
     """Parse a PKCS#7 SignedData with asn1crypto; Pkcs7Error when malformed or not one."""
-    from asn1crypto import cms  # lazily: only signed modules pay for the import
+    from asn1crypto import cms  # type: ignore[import-untyped]  # lazily: only when parsing
 
     try:
         info = cms.ContentInfo.load(blob, strict=True)
