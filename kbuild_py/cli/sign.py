@@ -25,21 +25,25 @@ def sign(
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror for container images."),
 ) -> None:
     """Sign modules in place: strip -> sign -> compress, with the key pair from --key/--cert,
-    kmod.toml [sign], DKMS's mok.key/mok.pub, or `kmod-py keygen`'s. An existing signature
-    is replaced. Each signature is verified against the certificate afterwards."""
-    from kbuild_py.signing.service import sign_files
+    kmod.toml [sign] (in the current directory), DKMS's mok.key/mok.pub, or `kmod-py
+    keygen`'s. An existing signature is replaced. Each signature is verified against the
+    certificate afterwards."""
+    from kbuild_py.project.config import load_project
+    from kbuild_py.signing.service import settings_for, sign_files
 
     def say(line: str) -> None:
         typer.echo(line, err=True)
 
+    here = Path.cwd()  # a kmod.toml here may name the key pair ([sign])
+    settings = settings_for(key, cert, hash_algo, strip, load_project(here).sign, here)
     results = sign_files(
         files,
-        key=key,
-        cert=cert,
+        key=settings.pair.key,
+        cert=settings.pair.cert,
         kernel=kernel,
         kdir=kdir,
-        hash_algo=hash_algo,
-        strip=strip,
+        hash_algo=settings.hash_algo,
+        strip=settings.strip,
         compress_as=compress_as,
         mirror=mirror,
         progress=say,
