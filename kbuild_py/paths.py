@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from kbuild_py.errors import UsageError
+from kbuild_py.trust import fs
 
 
 def cache_dir() -> Path:
@@ -47,14 +48,19 @@ def private_dir(path: Path, what: str) -> Path:
 def output_dir(project: Path, release: str) -> Path:
     """Per-kernel output directory inside a module project: PATH/.kmod-py/<release>/.
 
-    The release comes from a build tree (utsrelease.h) or an image; one that is not a single
-    path component would point the build (which deletes stale .ko files) outside .kmod-py/."""
-    if release in ("", ".", "..") or "/" in release or "\0" in release:
-        raise UsageError(
-            f"kernel release {release!r} cannot name an output directory",
-            "check the build tree's include/generated/utsrelease.h",
-        )
-    return project / ".kmod-py" / release
+    The release comes from a build tree (utsrelease.h), an image label or a vermagic; one that
+    is not a single plain path component would point the build (which deletes stale .ko files)
+    outside .kmod-py/. A `.kmod-py` or `<release>` that is a symlink (say, committed to a
+    repository) is refused too, before anything is written or deleted."""
+    fs.plain_component(release, "kernel release")
+    fs.real_dir(project / ".kmod-py", "output directory")
+    return fs.real_dir(project / ".kmod-py" / release, "output directory")
+
+
+def output_lock(project: Path, release: str) -> Path:
+    """The lock file of one project's builds for one kernel: PATH/.kmod-py/<release>.lock."""
+    output_dir(project, release)
+    return fs.make_dirs(project / ".kmod-py") / f"{release}.lock"
 
 
 def report_file(path: Path | None, option: str) -> None:

@@ -175,7 +175,7 @@ def test_a_release_that_is_not_one_path_component_is_refused(tmp_path: Path) -> 
 
     assert output_dir(tmp_path, "6.1.0-56-amd64") == tmp_path / ".kmod-py" / "6.1.0-56-amd64"
     for bad in ("", ".", "..", "../../victim", "6.1/x"):
-        with pytest.raises(UsageError, match="cannot name an output directory"):
+        with pytest.raises(UsageError, match="not a plain name"):
             output_dir(tmp_path, bad)
 
 

@@ -19,14 +19,16 @@ from pathlib import Path
 
 from kbuild_py.build.layout import CopyLayout, layout_for
 from kbuild_py.build.plan import BuildOptions, make_argv, target_toolchain
-from kbuild_py.build.sources import sync_sources
+from kbuild_py.build.sources import remove_stale_modules, sync_sources
 from kbuild_py.check.engine import check_module
 from kbuild_py.dkms.conf import CONF_FILE
 from kbuild_py.dkms.run import run_dkms
 from kbuild_py.errors import KmodError
 from kbuild_py.kernels.spec import Target
+from kbuild_py.paths import output_lock
 from kbuild_py.seams.process import Result, cancel_all, signals_to_main_thread
 from kbuild_py.signing.service import BuildSigning, sign_built
+from kbuild_py.trust import fs
 
 _DIAG = re.compile(
     r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? "
@@ -171,7 +173,8 @@ class BuildLog:
     ) -> None:
         self.result, self.layout, self.on_line = result, layout, on_line
         self.prefixes: list[tuple[str, str]] = [(f"{layout.copy}/", f"{layout.root}/")]
-        self.file = open(result.log_path, "w")  # noqa: SIM115 - closed by close()
+        fs.remove_inside(layout.copy, result.log_path.relative_to(layout.copy))
+        self.file = open(result.log_path, "x")  # noqa: SIM115 - closed by close()
         self.recent: deque[str] = deque(maxlen=TAIL_LINES)  # the running step's last lines
 
     def alias(self, path: Path) -> None:
@@ -207,9 +210,14 @@ class BuildLog:
     ) -> Result:
         self.write(f"# {label or 'run'}: " + " ".join(argv) + f"   (in {cwd})")
         self.recent.clear()
-        res = self.result.target.runner.run(
-            argv, cwd=cwd, env={"LC_ALL": "C", **(env or {})}, timeout=timeout, on_line=self.line
-        )
+        try:
+            res = self.result.target.runner.run(
+                argv, cwd=cwd, env={"LC_ALL": "C", **(env or {})}, timeout=timeout,
+                on_line=self.line,
+            )
+        except KmodError as err:  # e.g. the Docker daemon died: the log says so, then the row
+            self.write(f"# error: {err.message}")
+            raise
         self.write(f"# exit {res.returncode}{' (timed out)' if res.timed_out else ''}")
         if res.returncode != 0:  # what the failing step said last, for when it names no error
             self.result.tail = list(self.recent)
@@ -250,13 +258,27 @@ def build_one(
     """Build the project for one kernel, write build.log, then check each .ko against it.
 
     `project` is the module directory; the whole project tree above it (dkms/tree.py) is
-    copied, and a dkms.conf in the module directory is followed as dkms would."""
+    copied, and a dkms.conf in the module directory is followed as dkms would.
+
+    One build per project and kernel at a time: a second one waits for the lock (saying so),
+    or fails at once under --no-wait (fs.POLICY)."""
     layout = layout_for(project, target.release)
+    doing = f"building {layout.root} for {target.release}"
+    with fs.locked(output_lock(layout.root, target.release), doing):
+        return _build_locked(layout, target, opts, on_line, env)
+
+
+def _build_locked(
+    layout: CopyLayout,
+    target: Target,
+    opts: BuildOptions,
+    on_line: LineCallback | None,
+    env: Mapping[str, str] | None,
+) -> BuildResult:
     outdir = layout.copy
     result = BuildResult(target=target, outdir=outdir, log_path=layout.log_path)
     sync_sources(layout.root, outdir)
-    for stale in outdir.rglob("*.ko"):
-        stale.unlink()
+    remove_stale_modules(outdir)
     opts = _with_local_symvers(opts, outdir)
     log = BuildLog(result, layout, on_line)
     expected = list(opts.expected_modules)
@@ -367,7 +389,9 @@ def build_all(
         try:
             res = build_one(project, target, opts, on_line)
         except Exception as err:  # an infrastructure failure of this kernel only
-            if not isinstance(err, KmodError):
+            if not isinstance(err, KmodError) or isinstance(
+                err, (fs.UnsafePathError, fs.LockBusy)
+            ):
                 raise
             outdir = layout_for(project, target.release).copy
             res = BuildResult(

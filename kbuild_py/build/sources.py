@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
 from pathlib import Path
+
+from kbuild_py.trust import fs
 
 # Files Kbuild writes; never copied from the user's tree into an output directory.
 BUILD_OUTPUTS = (
@@ -48,25 +49,52 @@ SOURCES_MANIFEST = ".kmod-py-sources"  # in outdir: the files the last sync copi
 
 def sync_sources(project: Path, outdir: Path) -> None:
     """Mirror the sources into outdir; unchanged files keep their mtime (make stays incremental).
-    A source removed from the project since the last sync is removed from outdir too."""
-    outdir.mkdir(parents=True, exist_ok=True)
+    A source removed from the project since the last sync is removed from outdir too.
+
+    Nothing outside outdir is touched: a manifest entry that leaves outdir or passes a symlinked
+    directory is refused (UnsafePathError), symlinks found in outdir (kmod-py never makes any)
+    are removed, and copies replace files instead of writing through links; holes stay holes."""
+    fs.make_dirs(outdir)
     files = source_files(project)
     manifest = outdir / SOURCES_MANIFEST
     now = {str(rel) for rel in files}
     raw = "utf-8", "surrogateescape"  # file names are bytes; keep undecodable ones as they are
-    before = manifest.read_text(*raw).splitlines() if manifest.is_file() else []
+    before = []
+    if manifest.is_file() and not manifest.is_symlink():
+        before = manifest.read_text(*raw).splitlines()
     for rel in before:
-        gone = outdir / rel
-        if rel not in now and ".." not in Path(rel).parts and not Path(rel).is_absolute():
-            if gone.is_file() or gone.is_symlink():
-                gone.unlink()
-    manifest.write_text("".join(f"{r}\n" for r in sorted(now) if "\n" not in r), *raw)
+        if rel and rel not in now:
+            fs.remove_inside(outdir, rel)
+    remove_symlinks(outdir)
+    fs.write_replacing(
+        manifest, "".join(f"{r}\n" for r in sorted(now) if "\n" not in r).encode(*raw)
+    )
     for rel in files:
         src, dst = project / rel, outdir / rel
         st = src.stat()
-        if dst.exists():
-            dt = dst.stat()
-            if dt.st_size == st.st_size and dt.st_mtime_ns == st.st_mtime_ns:
-                continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
+        try:
+            dt = dst.lstat()
+        except FileNotFoundError:
+            dt = None
+        if dt is not None and dt.st_size == st.st_size and dt.st_mtime_ns == st.st_mtime_ns:
+            continue
+        fs.make_dirs(outdir, rel.parent)
+        fs.copy_file(src, dst)
+
+
+def remove_symlinks(outdir: Path) -> None:
+    """Delete every symlink under outdir (never followed): a committed `.kmod-py/<release>/x.o
+    -> /etc/x` would otherwise have make write through it."""
+    for root, dirs, files in os.walk(outdir):  # does not descend into symlinked directories
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            if os.path.islink(p):
+                os.unlink(p)
+
+
+def remove_stale_modules(outdir: Path) -> None:
+    """Delete the .ko files a previous build left (inside outdir only)."""
+    for root, _dirs, files in os.walk(outdir):
+        for name in files:
+            if name.endswith(".ko"):
+                fs.remove_inside(outdir, os.path.relpath(os.path.join(root, name), outdir))

@@ -41,6 +41,10 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
+    if sys.stdout is None:  # started with stdout closed (`kmod-py ... 1>&-`)
+        print("error: standard output is closed; nothing could be printed\n"
+              "hint: redirect it instead (>/dev/null, or --json/--junit FILE)", file=sys.stderr)
+        sys.exit(2)
     if sys.argv[1:2] == ["check"]:
         # lazily, for start-up: see checkmain
         from kbuild_py.cli.checkmain import main_fast

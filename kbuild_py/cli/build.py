@@ -46,6 +46,10 @@ def build(
     key: Path = typer.Option(None, "--key", help="Signing key for --sign (PEM)."),
     cert: Path = typer.Option(None, "--cert", help="Certificate for --sign (DER or PEM)."),
     strip: bool = typer.Option(False, "--strip", help="With --sign: strip debug info first."),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Fail at once if another kmod-py builds this project for a "
+        "kernel (or builds a needed image), instead of waiting."
+    ),
 ) -> None:
     """Build the module for each target kernel and check the result.
 
@@ -53,6 +57,7 @@ def build(
     CONFIG_MODULE_SIG_HASH; the key pair comes from --key/--cert, kmod.toml [sign], DKMS's
     /var/lib/dkms/mok.key + mok.pub, or `kmod-py keygen`."""
     from kbuild_py.build import plan
+    from kbuild_py.build.layout import layout_for
     from kbuild_py.build.run import build_all
     from kbuild_py.errors import UsageError
     from kbuild_py.kernels.select import resolve_targets
@@ -60,6 +65,7 @@ def build(
     from kbuild_py.project.makevars import parse_make_vars
     from kbuild_py.report import build as rb
     from kbuild_py.report.table import append_step_summary
+    from kbuild_py.trust import fs
 
     if kdir is not None and kernel:
         raise UsageError("--kernel and --kdir both given", "pass --kdir DIR or --kernel SPEC")
@@ -67,6 +73,7 @@ def build(
         if not f.is_file():
             raise UsageError(f"--extra-symbols {f}: no such file", "pass a Module.symvers file")
     report_file(junit, "--junit")
+    fs.POLICY.wait = not no_wait
     project_dir = find_module_dir(path)
     project = load_project(project_dir)
     opts = plan.BuildOptions(
@@ -79,6 +86,8 @@ def build(
     targets = resolve_targets(
         kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
     )
+    for t in targets:  # a symlinked .kmod-py or a release that is no plain name: refuse now
+        layout_for(project_dir, t.release)
     jobs = plan.plan_parallelism(opts, len(targets), jobs, make_jobs)
     for t in targets:
         for note in plan.target_toolchain(t, opts.make_vars).notes:

@@ -50,7 +50,13 @@ def images(
     build: list[str] = typer.Option(  # noqa: B008
         [], "--build", help="Build the image for a kernel spec (repeatable)."
     ),
-    prune: bool = typer.Option(False, "--prune", help="Remove kmod-py's images and snapshots."),
+    prune: bool = typer.Option(
+        False, "--prune", help="Remove what killed kmod-py runs left (containers, untagged "
+        "images, stale tree snapshots)."
+    ),
+    prune_all: bool = typer.Option(
+        False, "--all", help="With --prune: also every kmod-py kernel and base image not in use."
+    ),
     mirror: str = typer.Option(None, "--mirror", help="Debian mirror (default: the host's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the image list as JSON."),
 ) -> None:
@@ -59,12 +65,18 @@ def images(
     from kbuild_py.kernels.resolve import resolve_spec
     from kbuild_py.report.table import human_size, table
 
+    if prune_all and not prune:
+        from kbuild_py.errors import UsageError
+
+        raise UsageError("--all only goes with --prune", "kmod-py images --prune --all")
     if prune:
-        rep = im.prune()
+        rep = im.prune(everything=prune_all)
         typer.echo(f"removed {len(rep.images)} image(s), {len(rep.containers)} leftover "
                    f"container(s), {len(rep.trees)} tree snapshot(s)")
         for name in rep.images:
             typer.echo(f"  {name}")
+        for name in rep.kept:
+            typer.echo(f"  kept {name}")
         return
     for spec in build:
         t = resolve_spec(spec, mirror=mirror, progress=lambda line: typer.echo(line, err=True))

@@ -37,12 +37,15 @@ def test(
     sign: Annotated[bool, typer.Option(
         "--sign", help="Sign what is built (key: kmod.toml [sign], DKMS's, or keygen's)."
     )] = False,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Fail at once if another kmod-py builds this project for a kernel "
+        "(or a needed image), instead of waiting.")] = False,
 ) -> None:
     """Boot each target kernel in QEMU, load the module, and judge the kernel's log."""
     from kbuild_py.cli.testmain import run_test
 
     code = run_test(path, kernel, ko, param, module, make_var, script, timeout, jobs, accel,
                     as_json, junit, mirror, verbose, say=lambda m: typer.echo(m, err=True),
-                    sig_enforce=sig_enforce, sign=sign)
+                    sig_enforce=sig_enforce, sign=sign, no_wait=no_wait)
     if code:
         raise typer.Exit(code)

@@ -39,6 +39,7 @@ _OPTIONS = {
     "--verbose": ("verbose", False, False),
     "--sig-enforce": ("sig_enforce", False, False),
     "--sign": ("sign", False, False),
+    "--no-wait": ("no_wait", False, False),
 }
 
 
@@ -97,6 +98,7 @@ def parse_fast(args: Sequence[str]) -> dict[str, object] | None:
         "verbose": "verbose" in found,
         "sig_enforce": "sig_enforce" in found,
         "sign": "sign" in found,
+        "no_wait": "no_wait" in found,
     }
 
 
@@ -135,14 +137,17 @@ def run_test(
     say: Callable[[str], None],
     sig_enforce: bool = False,
     sign: bool = False,
+    no_wait: bool = False,
 ) -> int:
     """Boot each target kernel in QEMU, load the module, judge the kernel's log; the exit
     status: 0 every kernel passed, 1 any did not."""
     from kbuild_py.boot import run as tr
     from kbuild_py.errors import UsageError
+    from kbuild_py.project.config import seconds_ok
     from kbuild_py.project.makevars import parse_make_vars
     from kbuild_py.report import test as rt
     from kbuild_py.report.table import append_step_summary
+    from kbuild_py.trust import fs
 
     make_vars = parse_make_vars(make_var or [])
     if ko and (make_vars or sign):
@@ -151,11 +156,14 @@ def run_test(
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {accel!r}", "use auto, kvm or tcg")
     report_file(junit, "--junit")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout {timeout:g}: must be more than 0 s", "e.g. --timeout 120")
+    if timeout is not None and not seconds_ok(timeout):
+        raise UsageError(f"--timeout {timeout:g}: must be a finite number of seconds more than 0",
+                         "e.g. --timeout 120")
+    fs.POLICY.wait = not no_wait
     for f in [*(ko or []), *([script] if script else [])]:
         if not f.is_file():
-            raise UsageError(f"{f}: no such file", "pass an existing file")
+            why = "not a regular file" if f.exists() else "no such file"
+            raise UsageError(f"{f}: {why}", "pass an existing file")
     out = sys.stderr if as_json else sys.stdout
     if ko:
         base = Path.cwd()

@@ -25,7 +25,7 @@ from kbuild_py.errors import UsageError
 from kbuild_py.images.model import KIND_LABEL
 from kbuild_py.images.tree import read_file
 from kbuild_py.paths import cache_dir, ensure_dir
-from kbuild_py.seams.docker import RUN_LABEL, image_exists
+from kbuild_py.seams.docker import image_exists, owner_labels
 
 MARKER = ".image-id"
 
@@ -90,7 +90,7 @@ _BUILD_ID = ("include/generated/utsversion.h", "include/generated/compile.h")
 def _same_build(client: Any, image: str, release: str, dest: Path) -> bool:
     """Whether the image holds the very kernel build the copy in dest was made from."""
     container = client.containers.create(
-        image, command=["true"], entrypoint=[], labels={RUN_LABEL: str(os.getpid())}
+        image, command=["true"], entrypoint=[], labels=owner_labels()
     )
     try:
         for rel in _BUILD_ID:
@@ -105,7 +105,7 @@ def _same_build(client: Any, image: str, release: str, dest: Path) -> bool:
 
 def _copy_out(client: Any, image: str, release: str, arch: str, into: Path) -> None:
     container = client.containers.create(
-        image, command=["true"], entrypoint=[], labels={RUN_LABEL: str(os.getpid())}
+        image, command=["true"], entrypoint=[], labels=owner_labels()
     )
     try:
         build = f"/lib/modules/{release}/build"  # the daemon follows the link inside paths

@@ -11,13 +11,9 @@ cache_dir()/trees (images.tree).
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,6 @@ from kbuild_py.debian.suites import arch_of, flavour_of
 from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.images.base import ensure_base
 from kbuild_py.images.model import (
-    BASE_REPO,
     BUILD_TIMEOUT,
     COMPILER_LABEL,
     KERNEL_REPO,
@@ -42,9 +37,8 @@ from kbuild_py.images.model import (
 )
 from kbuild_py.images.tree import mark_snapshot, snapshot_tree
 from kbuild_py.paths import cache_dir, ensure_dir
-from kbuild_py.seams.docker import RUN_LABEL, docker_client, image_exists, leftover_containers
-
-_build_lock = threading.Lock()
+from kbuild_py.seams.docker import docker_client, image_exists, remove_orphans
+from kbuild_py.trust import fs
 
 
 def dockerfile_text() -> bytes:
@@ -79,7 +73,7 @@ def ensure_kernel_image(
     if _current(image_exists(client, name)):  # fast path: no lock to reuse an image
         progress(f"image {name}: reused")
     else:
-        with _build_lock, _machine_lock():
+        with image_lock(release):
             img = image_exists(client, name)  # another process may have built it meanwhile
             if img is None:
                 build_kernel_image(client, suite, release, mirror=mirror, progress=progress)
@@ -98,17 +92,12 @@ def _current(img: Any | None) -> bool:
     return img is not None and (img.labels or {}).get(RECIPE_LABEL) == recipe_hash()
 
 
-@contextmanager
-def _machine_lock() -> Iterator[None]:
-    """Serialise image builds across kmod-py processes sharing this cache directory."""
-    import fcntl
-
-    with open(ensure_dir(cache_dir()) / "images.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def image_lock(name: str, policy: fs.LockPolicy | None = None) -> AbstractContextManager[None]:
+    """One build of one image at a time, across kmod-py processes sharing this cache (and
+    threads): a second one waits, saying for whom, or fails at once under --no-wait."""
+    tag = fs.plain_component(tag_for(name), "image name")
+    lock = fs.make_dirs(cache_dir(), "locks") / f"image-{tag}.lock"
+    return fs.locked(lock, f"building image {tag}", policy)
 
 
 def build_kernel_image(
@@ -121,7 +110,8 @@ def build_kernel_image(
         raise UsageError(
             f"unknown Debian suite {suite!r}", f"use one of: {', '.join(debian.SUITES)}"
         )
-    base = ensure_base(client, base_suite, mirror, progress)
+    with image_lock(f"base-{base_suite}"):
+        base = ensure_base(client, base_suite, mirror, progress)
     progress(f"base image {base.name}: {base.how}")
     name = kernel_image(release)
     args = {
@@ -252,26 +242,9 @@ def list_images(client: Any = None) -> list[ImageInfo]:
     return sorted(out, key=lambda i: debian._version_key(i.release))
 
 
-def remove_leftover_containers(client: Any = None, *, keep_live: bool = True) -> list[str]:
-    """Remove containers labelled by kmod-py whose process is gone (all if not keep_live)."""
-    removed = []
-    for c in leftover_containers(client or docker_client()):
-        owner = (c.labels or {}).get(RUN_LABEL, "")
-        if keep_live and owner.isdigit() and _pid_alive(int(owner)):
-            continue
-        c.remove(force=True)
-        removed.append(c.short_id)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def remove_leftover_containers(client: Any = None) -> list[str]:
+    """Remove the containers of killed kmod-py processes (those of running ones stay)."""
+    return remove_orphans(client or docker_client())
 
 
 @dataclass
@@ -279,29 +252,90 @@ class PruneReport:
     images: list[str]
     containers: list[str]
     trees: list[str]
+    kept: list[str] = field(default_factory=list)  # images in use by a container
 
 
-def prune(client: Any = None, *, bases: bool = True) -> PruneReport:
-    """Remove kmod-py's kernel (and base) images, leftover containers, tree snapshots and
-    the header copies `kmod-py explain` made of the images."""
+def prune(client: Any = None, *, everything: bool = False) -> PruneReport:
+    """Remove what killed kmod-py runs left: their containers, untagged kmod-py images (an
+    interrupted rebuild's) and tree snapshots of images that are gone. everything=True (`--all`)
+    also removes every tagged kmod-py kernel and base image and every snapshot. An image a
+    container uses is never removed (reported in `kept`)."""
+    from docker.errors import APIError, NotFound
+
     client = client or docker_client()
     report = PruneReport([], remove_leftover_containers(client), [])
-    doomed = client.images.list(filters={"label": f"{KIND_LABEL}=kernel"})
-    if bases:
-        doomed += client.images.list(name=BASE_REPO)
-    for img in doomed:
-        client.images.remove(img.id, force=True)
-        report.images.append(", ".join(img.tags) or img.short_id)
-    trees = cache_dir() / "trees"
-    if trees.is_dir():
-        for d in sorted(trees.iterdir()):
-            shutil.rmtree(d, ignore_errors=True)
-            report.trees.append(d.name)
-    # explain's header copies of the images (headers/<release>) and what it looked up in them
-    headers = cache_dir() / "headers"
-    if headers.is_dir():
-        for d in sorted(p for p in headers.iterdir() if p.is_dir()):
-            shutil.rmtree(d, ignore_errors=True)
-            report.trees.append(f"headers/{d.name}")
-    shutil.rmtree(cache_dir() / "explain", ignore_errors=True)
+    in_use = {str((c.attrs or {}).get("Image", "")) for c in client.containers.list(all=True)}
+    ours = [
+        img for img in client.images.list(filters={"label": KIND_LABEL})
+        if (img.labels or {}).get(KIND_LABEL) in ("kernel", "base")
+    ]
+    for img in ours:
+        name = ", ".join(img.tags) or img.short_id.split(":")[-1]
+        if img.tags and not everything:
+            continue
+        if img.id in in_use:
+            report.kept.append(f"{name} (in use)")
+            continue
+        try:
+            for tag in img.tags[:-1]:
+                client.images.remove(tag)
+            client.images.remove(img.id)
+        except NotFound:
+            continue
+        except APIError as err:
+            if err.status_code != 409:
+                raise
+            report.kept.append(f"{name} (in use)")
+            continue
+        report.images.append(name)
+    report.trees = _prune_trees(client, everything)
     return report
+
+
+def _prune_trees(client: Any, everything: bool) -> list[str]:
+    """Snapshots of images that are gone (all with everything) and half-made ones: build-tree
+    snapshots (trees/) and `kmod-py explain`'s header copies (headers/; with everything also
+    what explain looked up in them)."""
+    headers = _prune_snapshots(client, "headers", everything)
+    lookups = cache_dir() / "explain"  # <release>-<hash>.json per header copy
+    if everything:
+        fs.rmtree_inside(cache_dir(), "explain")
+    elif lookups.is_dir() and not lookups.is_symlink():
+        for f in sorted(lookups.iterdir()):
+            if any(f.name.startswith(f"{h}-") for h in headers):
+                fs.remove_inside(lookups, f.name)
+        if not any(lookups.iterdir()):
+            lookups.rmdir()
+    return [*_prune_snapshots(client, "trees", everything), *(f"headers/{h}" for h in headers)]
+
+
+def _prune_snapshots(client: Any, where: str, everything: bool) -> list[str]:
+    import time
+
+    root = cache_dir() / where
+    if not root.is_dir() or root.is_symlink():
+        return []
+    removed = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+        marker = d / ".image-id"
+        if d.name.startswith("."):  # a snapshot being made, or left by a killed run
+            doomed = time.time() - d.lstat().st_mtime > 3600
+        elif everything or not marker.is_file():
+            doomed = True
+        else:
+            doomed = image_exists_id(client, marker.read_text().strip()) is None
+        if doomed:
+            fs.rmtree_inside(root, d.name)
+            removed.append(d.name)
+    return removed
+
+
+def image_exists_id(client: Any, image_id: str) -> Any | None:
+    from docker.errors import APIError, NotFound
+
+    if not image_id:
+        return None
+    try:
+        return client.images.get(image_id)
+    except (NotFound, APIError):
+        return None

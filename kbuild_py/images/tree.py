@@ -17,8 +17,9 @@ from typing import Any
 from kbuild_py.errors import UsageError
 from kbuild_py.images.model import KIND_LABEL, RELEASE_LABEL
 from kbuild_py.kernels.buildtree import SAMPLE_MODULE, SNAPSHOT_FILES, BuildTree
-from kbuild_py.paths import cache_dir, ensure_dir
-from kbuild_py.seams.docker import RUN_LABEL, DockerRunner, image_exists
+from kbuild_py.paths import cache_dir
+from kbuild_py.seams.docker import DockerRunner, image_exists, owner_labels
+from kbuild_py.trust import fs
 
 
 def image_releases(client: Any, image: str) -> list[str]:
@@ -26,7 +27,7 @@ def image_releases(client: Any, image: str) -> list[str]:
     img = image_exists(client, image) or _pull(client, image)
     label = (img.labels or {}).get(RELEASE_LABEL)
     if label:
-        return [label]
+        return [fs.plain_component(label, f"kernel release (label {RELEASE_LABEL} of {image})")]
     script = (
         'for d in /lib/modules/*/build; do '
         '[ -f "$d/include/generated/utsrelease.h" ] && basename "$(dirname "$d")"; done; true'
@@ -38,7 +39,10 @@ def image_releases(client: Any, image: str) -> list[str]:
             f"cannot look for kernel build trees in image {image} (exit {res.returncode})",
             "the image needs a shell (sh) and /lib/modules/<release>/build",
         )
-    return sorted(ln.strip() for ln in lines if ln.strip())
+    return sorted(
+        fs.plain_component(ln.strip(), f"kernel release (in image {image})")
+        for ln in lines if ln.strip()
+    )
 
 
 def _pull(client: Any, image: str) -> Any:
@@ -59,18 +63,20 @@ def _pull(client: Any, image: str) -> Any:
 
 def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) -> BuildTree:
     """BuildTree over a copy of the image's /lib/modules/<release>/build files (cached)."""
+    fs.plain_component(release, f"kernel release (image {image})")
     img = image_exists(client, image)
     image_id = img.id if img is not None else ""
     ours = img is not None and (img.labels or {}).get(KIND_LABEL) == "kernel"
     # kmod-py's own images share trees/<release>; other images get one per image id.
     name = release if ours else f"{release}@{image_id.split(':')[-1][:12]}"
-    dest = cache_dir() / "trees" / name
+    trees = fs.make_dirs(cache_dir(), "trees")
+    dest = trees / name
     marker = dest / ".image-id"
     if not refresh and marker.is_file() and marker.read_text().strip() == image_id:
         return BuildTree(dest.resolve())
-    tmp = Path(tempfile.mkdtemp(prefix=f".{release}-", dir=ensure_dir(dest.parent)))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{release}-", dir=trees))
     container = client.containers.create(
-        image, command=["true"], entrypoint=[], labels={RUN_LABEL: str(os.getpid())}
+        image, command=["true"], entrypoint=[], labels=owner_labels()
     )
     try:
         kdir = f"/lib/modules/{release}/build"
@@ -90,7 +96,7 @@ def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) 
         )
     (tmp / ".image-id").write_text(image_id + "\n")
     tmp.chmod(0o755)
-    shutil.rmtree(dest, ignore_errors=True)
+    fs.rmtree_inside(trees, name)
     os.replace(tmp, dest)
     return BuildTree(dest.resolve())
 
@@ -114,8 +120,9 @@ def _copy_sample_module(client: Any, container: Any, image: str, release: str, d
 
 
 def mark_snapshot(release: str, image_id: str) -> None:
+    fs.plain_component(release, "kernel release")
     marker = cache_dir() / "trees" / release / ".image-id"
-    if marker.parent.is_dir():
+    if marker.parent.is_dir() and not marker.parent.is_symlink():
         marker.write_text(image_id + "\n")
 
 

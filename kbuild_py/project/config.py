@@ -127,9 +127,11 @@ def load_project(path: Path) -> Project:
     modules = _str_list(module.get("modules", module.get("name", [])), "module.name", file)
     timeout = test.get("timeout")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+        or not seconds_ok(timeout)
     ):
-        raise ProjectError(f"{file}: test.timeout must be a number of seconds (more than 0)")
+        raise ProjectError(f"{file}: test.timeout must be finite seconds (more than 0), "
+                           f"not {timeout!r}")
     follow = build.get("follow_dkms_conf", True)
     if not isinstance(follow, bool):
         raise ProjectError(f"{file}: build.follow_dkms_conf must be true or false")
@@ -231,3 +233,10 @@ def find_module_dir(path: Path) -> Path:
         "no dkms.conf",
         "create one with `kmod-py new NAME`, or add `obj-m := NAME.o` to a Kbuild file",
     )
+
+
+def seconds_ok(value: float) -> bool:
+    """A usable timeout: finite and more than 0 (nan and inf are neither)."""
+    import math
+
+    return math.isfinite(value) and value > 0

@@ -15,6 +15,7 @@ from kbuild_py.explain.render import render_text as render_explanations
 from kbuild_py.explain.render import to_json as explanations_json
 from kbuild_py.report import junit
 from kbuild_py.report.table import human_size, markdown_table, paint, table
+from kbuild_py.trust.fs import json_safe
 
 _DKMS_LINK = re.compile(r"\.dkms/[^/\s]+/[^/\s]+/build/")  # $dkms_tree/<module>/<version>/build
 
@@ -191,7 +192,7 @@ def to_json(results: Sequence[BuildResult]) -> str:
                 "explanation": explanations_json(r.explanations),
             }
         )
-    return json.dumps(doc, indent=2)
+    return json.dumps(json_safe(doc), indent=2)
 
 
 def rep_json(rep) -> dict:  # type: ignore[no-untyped-def]

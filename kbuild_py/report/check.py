@@ -249,7 +249,9 @@ def to_json(dicts: Sequence[dict], targets: Sequence[str | None]) -> str:
     doc = {"targets": list(targets), "summary": s, "modules": list(dicts)}
     import json
 
-    return json.dumps(doc, indent=2) + "\n"
+    from kbuild_py.trust.fs import json_safe
+
+    return json.dumps(json_safe(doc), indent=2) + "\n"
 
 
 def to_junit(dicts: Sequence[dict]) -> str:

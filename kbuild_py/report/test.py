@@ -11,6 +11,7 @@ from kbuild_py.boot.run import TestResult
 from kbuild_py.boot.verdict import taint_letters
 from kbuild_py.report import junit
 from kbuild_py.report.table import markdown_table, paint, table
+from kbuild_py.trust.fs import json_safe
 
 STEP_LINES = 12  # kernel lines shown under one step
 _COLOR = {"pass": "green", "fail": "red", "timeout": "red", "error": "yellow"}
@@ -144,7 +145,7 @@ def to_dict(r: TestResult, base: Path | None = None) -> dict[str, Any]:
 
 
 def to_json(results: list[TestResult], base: Path | None = None) -> str:
-    return json.dumps([to_dict(r, base) for r in results], indent=2)
+    return json.dumps(json_safe([to_dict(r, base) for r in results]), indent=2)
 
 
 def to_junit(results: list[TestResult], base: Path | None = None) -> str:

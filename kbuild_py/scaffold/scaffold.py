@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from kbuild_py.errors import UsageError
 from kbuild_py.licenses import GPL_COMPATIBLE
+from kbuild_py.trust import fs
 
 SPDX = {
     "GPL": "GPL-2.0",
@@ -178,11 +180,22 @@ def scaffold_module(spec: ModuleSpec, parent: Path, force: bool = False) -> Scaf
                 f"{target} is not a regular file; nothing was written",
                 "move it away and run again",
             )
+    made_dest = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     result = ScaffoldResult(path=dest.resolve(), warnings=warnings)
-    for name, text in files.items():
-        target = dest / name
-        target.write_text(text)
-        result.written.append(target)
+    try:
+        for name, text in files.items():
+            target = dest / name
+            # a new file replaces the old entry: a hard link to it elsewhere keeps its content
+            fs.write_replacing(target, text)
+            result.written.append(target)
+    except OSError:  # disk full, read-only ...: the error names the file; undo what was new
+        if made_dest:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for p in result.written:
+                if p.name not in {e.name for e in existing}:
+                    p.unlink(missing_ok=True)
+        raise
     result.kept = [p for p in existing if p.name not in files]
     return result

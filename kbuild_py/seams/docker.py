@@ -3,8 +3,10 @@
 Talks to any Docker-API daemon through the Docker SDK (DOCKER_HOST, podman's socket).
 ``docker`` is imported lazily so that commands which never touch containers stay fast.
 
-Every container kmod-py starts carries the label ``io.kmod-py.run`` (value: the pid of the
-kmod-py process) so leftovers can be found and removed (`kmod-py images --prune`).
+Every container kmod-py starts carries the labels ``io.kmod-py.run`` (the pid of the kmod-py
+process), ``io.kmod-py.started`` (that process's start time) and ``io.kmod-py.host``, so the
+containers of a killed kmod-py are recognised and removed by the next run (and by
+`kmod-py images --prune`), while those of a running one are left alone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from kbuild_py.seams import process
 from kbuild_py.seams.process import LineSink, Result
 
 RUN_LABEL = "io.kmod-py.run"
+STARTED_LABEL = "io.kmod-py.started"
+HOST_LABEL = "io.kmod-py.host"
 API_TIMEOUT = 120  # seconds for one API call (a build streams, so this is per chunk)
 
 _client: Any = None
@@ -82,6 +86,57 @@ def caller_user() -> str:
     return f"{os.getuid()}:{os.getgid()}"
 
 
+def _start_time(pid: int) -> str:
+    """A process's start time (clock ticks since boot, /proc/PID/stat field 22); '' if gone."""
+    try:
+        stat = open(f"/proc/{pid}/stat", "rb").read()
+    except OSError:
+        return ""
+    return stat.rsplit(b")", 1)[-1].split()[19].decode()
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels naming this process as a container's owner."""
+    import socket
+
+    pid = os.getpid()
+    return {RUN_LABEL: str(pid), STARTED_LABEL: _start_time(pid), HOST_LABEL: socket.gethostname()}
+
+
+def is_orphan(labels: dict[str, str]) -> bool:
+    """A container whose kmod-py process is gone (on this host; a reused pid does not count)."""
+    import socket
+
+    owner = labels.get(RUN_LABEL, "")
+    if labels.get(HOST_LABEL, socket.gethostname()) != socket.gethostname():
+        return False  # another machine's daemon client: its processes are not ours to judge
+    if not owner.isdigit():
+        return True
+    started = _start_time(int(owner))
+    if not started:
+        return True
+    want = labels.get(STARTED_LABEL)
+    return bool(want) and want != started
+
+
+_orphans_swept = False
+
+
+def remove_orphans(client: Any) -> list[str]:
+    """Remove the containers left by killed kmod-py processes; their short ids."""
+    from docker.errors import APIError, NotFound
+
+    removed = []
+    for c in leftover_containers(client):
+        if is_orphan(c.labels or {}):
+            try:
+                c.remove(force=True)
+                removed.append(c.short_id)
+            except (NotFound, APIError):
+                pass  # removed meanwhile by another kmod-py
+    return removed
+
+
 class DockerRunner:
     """Runs each argv in a fresh container of ``image`` (the Runner protocol).
 
@@ -114,10 +169,14 @@ class DockerRunner:
         if process.cancelled():
             return Result(130, False, 0.0)
         process.signals_to_main_thread()
+        _sweep_once(self.client)
         # cwd (the output directory) is the only mount; without one, nothing is mounted.
         workdir = str(Path(cwd).resolve()) if cwd is not None else None
         start = time.monotonic()
-        container = self._start(list(argv), workdir, env)
+        try:
+            container = self._start(list(argv), workdir, env)
+        except _CONNECTION_ERRORS as err:
+            raise _daemon_lost(self.image, err) from None
         timed_out = threading.Event()
         timer, token = None, None
         try:
@@ -127,12 +186,17 @@ class DockerRunner:
                 timer.daemon = True
                 timer.start()
             rc = _follow(container, on_line)
+        except _CONNECTION_ERRORS as err:
+            raise _daemon_lost(self.image, err) from None
         finally:
             if timer:
                 timer.cancel()
             if token is not None:
                 process.forget(token)
-            _forget(container)
+            try:
+                _forget(container)
+            except _CONNECTION_ERRORS:
+                pass  # the daemon is gone: the next run removes the container (is_orphan)
         if timed_out.is_set() and rc == 0:
             rc = 124
         return Result(rc, timed_out.is_set(), time.monotonic() - start)
@@ -151,7 +215,7 @@ class DockerRunner:
                 working_dir=workdir or "/tmp",
                 environment=environment,
                 volumes={workdir: {"bind": workdir, "mode": "rw"}} if workdir else {},
-                labels={RUN_LABEL: str(os.getpid()), "io.kmod-py.image": self.image},
+                labels={**owner_labels(), "io.kmod-py.image": self.image},
                 network_disabled=not self.network,
                 privileged=False,
                 security_opt=["no-new-privileges"],
@@ -178,6 +242,38 @@ class DockerRunner:
             _forget(container)
             raise
         return container
+
+
+def _sweep_once(client: Any) -> None:
+    """Once per process, before the first container: remove those of killed kmod-py runs."""
+    global _orphans_swept
+    if _orphans_swept:
+        return
+    _orphans_swept = True
+    try:
+        remove_orphans(client)
+    except Exception:  # noqa: BLE001 - housekeeping never stops a build
+        pass
+
+
+try:  # requests comes with the docker SDK; the daemon's death surfaces as its errors
+    from requests.exceptions import ConnectionError as _ReqConnectionError
+    from requests.exceptions import ReadTimeout as _ReqReadTimeout
+
+    _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+        _ReqConnectionError, _ReqReadTimeout, ConnectionError,
+    )
+except ImportError:  # pragma: no cover
+    _CONNECTION_ERRORS = (ConnectionError,)
+
+
+def _daemon_lost(image: str, err: BaseException) -> InfraError:
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return InfraError(
+        f"the Docker daemon at {where} stopped answering during the build in {image} "
+        f"({type(err).__name__})",
+        "restart dockerd and build again; the next kmod-py run removes the container it left",
+    )
 
 
 def _follow(container: Any, on_line: LineSink | None) -> int:
@@ -233,6 +329,8 @@ def _forget(container: Any) -> None:
         container.remove(force=True)
     except NotFound:
         pass
+    except _CONNECTION_ERRORS:
+        pass  # the daemon is gone: the next run removes the container (is_orphan)
     except APIError as e:
         if e.status_code != 409:  # 409: removal already in progress
             raise

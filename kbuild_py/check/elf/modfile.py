@@ -144,7 +144,7 @@ def compression_of(head: bytes) -> str | None:
 
 def _open(path: Path) -> tuple[bytes | mmap.mmap, str | None]:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block open()
     except IsADirectoryError:
         raise _fail(path, "is a directory") from None
     except FileNotFoundError:
