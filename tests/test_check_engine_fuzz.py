@@ -214,9 +214,9 @@ def test_cli_on_mutated_files(tmp_path: Path) -> None:
 
 
 def test_decompression_is_bounded(tmp_path: Path, monkeypatch) -> None:
-    from kbuild_py.check.elf import modfile
+    from kbuild_py.check.elf import decompress
 
-    monkeypatch.setattr(modfile, "MAX_DECOMPRESSED", 1 << 20)
+    monkeypatch.setattr(decompress, "MAX_DECOMPRESSED", 1 << 20)
     bomb = tmp_path / "bomb.ko.xz"
     bomb.write_bytes(lzma.compress(b"\0" * (8 << 20)))
     with pytest.raises(ModuleReadError, match="expands beyond"):

@@ -207,7 +207,7 @@ def test_r2_release_names_must_be_one_component() -> None:
 
 # --- R5: one build per project and kernel at a time --------------------------------------
 
-SLOW = 'echo "start $$(date +%s.%N)" >> $(M)/../../times\nsleep 3\n' \
+SLOW = 'echo "start $$(date +%s.%N)" >> $(M)/../../times\nsleep 6\n' \
        'echo "end $$(date +%s.%N)" >> $(M)/../../times'
 
 
@@ -895,4 +895,22 @@ def test_r12_one_junit_writer() -> None:
 
     src_t = Path(report_test.__file__).read_text()
     src_c = Path(report_check.__file__).read_text()
-    assert "ElementTree" not in src_t and "def _esc" not in src_c, "two JUnit writers"
+    for src in (src_t, src_c):
+        assert "from kbuild_py.report import junit" in src
+        assert "ElementTree" not in src and "<testcase " not in src and "def _esc" not in src, \
+            "a second JUnit writer"
+
+
+def test_r12_check_junit_escapes_undecodable_names_and_controls() -> None:
+    import xml.etree.ElementTree as ET
+
+    from kbuild_py.report.check import to_junit
+
+    d = {"path": "/tmp/caf\udce9\x1b.ko", "error": None, "rules_run": ["license"],
+         "rules_skipped": {"vermagic": "no target \x07"},
+         "findings": [{"rule": "license", "severity": "error", "message": "bad \x1b[1m<x>",
+                       "hint": "fix & \x00 retry"}]}
+    root = ET.fromstring(to_junit([d]).encode("utf-8"))
+    failure = root.find(".//failure")
+    assert failure is not None and "<x>" in failure.get("message", "")
+    assert root.find(".//testsuite").get("failures") == "1"

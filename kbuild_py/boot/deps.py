@@ -8,13 +8,11 @@ guest's busybox insmod only loads plain ELF.
 
 from __future__ import annotations
 
-import gzip
-import io
-import lzma
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbuild_py.check.elf import decompress as _dec
 from kbuild_py.check.elf.modfile import ModuleFile
 from kbuild_py.errors import ModuleReadError, UsageError
 
@@ -31,17 +29,11 @@ def module_name(path: Path | str) -> str:
     return base.replace("-", "_").replace(",", "_")
 
 
-def decompress(data: bytes) -> bytes:
-    """Plain ELF bytes of a module file, whatever its compression (by magic)."""
-    if data.startswith(b"\x28\xb5\x2f\xfd"):
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
-    if data.startswith(b"\xfd7zXZ\x00"):
-        return lzma.decompress(data)
-    if data.startswith(b"\x1f\x8b"):
-        return gzip.decompress(data)
-    return data
+def decompress(data: bytes, where: str = "module") -> bytes:
+    """Plain ELF bytes of a module file, whatever its compression (by magic), through the one
+    capped decompressor check uses (a bomb is refused with ModuleReadError, never held)."""
+    out = _dec.decompress(data, None, where)
+    return out if isinstance(out, bytes) else bytes(out)
 
 
 def modinfo(elf: bytes, where: str = "module") -> dict[str, list[str]]:
@@ -71,7 +63,7 @@ class Dep:
     path: Path  # the module file in the kernel's tree (maybe compressed)
 
     def elf(self) -> bytes:
-        return decompress(self.path.read_bytes())
+        return decompress(self.path.read_bytes(), str(self.path))
 
 
 class ModuleTree:
@@ -106,7 +98,7 @@ class ModuleTree:
                     "is the module built for this kernel? check `depends=` in its modinfo",
                 )
             state[name] = "visiting"
-            for dep in depends(modinfo(decompress(path.read_bytes()), str(path))):
+            for dep in depends(modinfo(decompress(path.read_bytes(), str(path)), str(path))):
                 visit(dep, chain + (name,))
             state[name] = "done"
             order.append(Dep(name, path))

@@ -207,7 +207,7 @@ def prepare(
     for path in modules:
         if not path.is_file():
             raise UsageError(f"module file not found: {path}", "build it first: kmod-py build")
-        elf = moddeps.decompress(path.read_bytes())
+        elf = moddeps.decompress(path.read_bytes(), str(path))
         info = moddeps.modinfo(elf, str(path))
         name = (info.get("name") or [moddeps.module_name(path)])[0]
         needs[name] = moddeps.depends(info)
@@ -321,7 +321,7 @@ def run_all(
 
 def vermagic_release(ko: Path) -> str:
     """The release a module was built for (first word of its vermagic)."""
-    info = moddeps.modinfo(moddeps.decompress(ko.read_bytes()), str(ko))
+    info = moddeps.modinfo(moddeps.decompress(ko.read_bytes(), str(ko)), str(ko))
     magic = (info.get("vermagic") or [""])[0].split()
     if not magic:
         raise UsageError(f"{ko} has no vermagic", "pass --kernel SPEC")

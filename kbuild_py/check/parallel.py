@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kbuild_py.check.elf.decompress import share_between_processes
 from kbuild_py.check.engine import check_loaded
 from kbuild_py.check.model import TargetInfo
 from kbuild_py.errors import UsageError
@@ -123,6 +124,7 @@ def _forked(names: list[str], jobs: int) -> Iterator[Outcome]:
     import pickle
     import tempfile
 
+    share_between_processes()  # one big decompressed module in memory at a time, not one per core
     size = -(-len(names) // jobs)
     shared = len(names) - size * (jobs - 2)  # the front part, worked from both ends
     claims = mmap.mmap(-1, 16)  # anonymous, shared with the children

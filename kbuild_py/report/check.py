@@ -249,61 +249,37 @@ def to_json(dicts: Sequence[dict], targets: Sequence[str | None]) -> str:
     doc = {"targets": list(targets), "summary": s, "modules": list(dicts)}
     import json
 
+    # lazy for start-up: plain `kmod-py check` prints text, never JSON
     from kbuild_py.trust.fs import json_safe
 
     return json.dumps(json_safe(doc), indent=2) + "\n"
 
 
 def to_junit(dicts: Sequence[dict]) -> str:
-    """One <testsuite> per module, one <testcase> per rule that ran (failure = error findings)."""
-    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<testsuites name="kmod-py check">']
+    """One <testsuite> per module, one <testcase> per rule that ran (failure = error findings,
+    several in one rule joined), through the one JUnit writer (report/junit.py)."""
+    # lazy for start-up: most `kmod-py check` runs write no JUnit
+    from kbuild_py.report import junit
+
+    suites = []
     for d in dicts:
-        cases = []
+        path = d["path"]
+        suite = junit.Suite(path)
         if d["error"] is not None:
-            cases.append(
-                f'    <testcase classname={quoteattr(d["path"])} name="read">'
-                f"<error message={quoteattr(d['error'])}/></testcase>"
-            )
+            suite.cases.append(junit.Case(path, "read", outcome=junit.Outcome("error", d["error"])))
         by_rule: dict[str, list[dict]] = {}
         for f in d["findings"]:
             by_rule.setdefault(f["rule"], []).append(f)
         for rid in d["rules_run"]:
             errs = [f for f in by_rule.get(rid, []) if f["severity"] == "error"]
-            body = "".join(
-                f"<failure message={quoteattr(f['message'])}>{_esc(f['hint'] or '')}</failure>"
-                for f in errs
-            )
-            cls, name = quoteattr(d["path"]), quoteattr(rid)
-            cases.append(f"    <testcase classname={cls} name={name}>{body}</testcase>")
+            outcome = None
+            if errs:
+                outcome = junit.Outcome(
+                    "failure", "; ".join(f["message"] for f in errs),
+                    text="\n".join(f["hint"] or "" for f in errs).strip(),
+                )
+            suite.cases.append(junit.Case(path, rid, outcome=outcome))
         for rid, why in d["rules_skipped"].items():
-            cases.append(
-                f"    <testcase classname={quoteattr(d['path'])} name={quoteattr(rid)}>"
-                f"<skipped message={quoteattr(why)}/></testcase>"
-            )
-        failures = sum(1 for f in d["findings"] if f["severity"] == "error")
-        errors = 1 if d["error"] is not None else 0
-        out.append(
-            f'  <testsuite name={quoteattr(d["path"])} tests="{len(cases)}" '
-            f'failures="{failures}" errors="{errors}">'
-        )
-        out.extend(cases)
-        out.append("  </testsuite>")
-    out.append("</testsuites>")
-    return "\n".join(out) + "\n"
-
-
-def _esc(text: str) -> str:
-    """XML character data: markup escaped, characters XML 1.0 cannot carry replaced by '?'."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    if text.isprintable():
-        return text
-    return "".join(
-        "?" if (c < " " and c not in "\t\n\r") or "\ud800" <= c <= "\udfff" else c for c in text
-    )
-
-
-def quoteattr(text: str) -> str:
-    """An XML attribute value, quoted (xml.sax.saxutils would import urllib: 40 ms)."""
-    return (
-        '"' + _esc(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;") + '"'
-    )
+            suite.cases.append(junit.Case(path, rid, outcome=junit.Outcome("skipped", why)))
+        suites.append(suite)
+    return junit.suites_xml("kmod-py check", suites)

@@ -20,6 +20,8 @@ from operator import add, methodcaller
 from pathlib import Path
 from typing import NamedTuple
 
+from kbuild_py.check.elf import decompress as _dec
+from kbuild_py.check.elf.decompress import compression_of  # noqa: F401 - re-exported
 from kbuild_py.check.elf.signature import read_trailer
 from kbuild_py.check.elf.symbols import (  # noqa: F401 - re-exported: callers import them from here
     SHN_ABS,
@@ -31,7 +33,6 @@ from kbuild_py.check.elf.symbols import (  # noqa: F401 - re-exported: callers i
 )
 from kbuild_py.errors import ModuleReadError
 
-MAX_DECOMPRESSED = 256 * 1024 * 1024  # bounded memory for hostile archives
 SIG_MAGIC = b"~Module signature appended~\n"
 
 SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 2, 3, 8
@@ -90,58 +91,6 @@ def _fail(path: Path | str, reason: str) -> ModuleReadError:
     )
 
 
-def _decompress(path: Path, raw: bytes, kind: str) -> bytes:
-    try:
-        if kind == "xz":
-            import lzma
-
-            dec = lzma.LZMADecompressor()
-            out = dec.decompress(raw, max_length=MAX_DECOMPRESSED + 1)
-            done = dec.eof
-        elif kind == "gzip":
-            import zlib
-
-            zd = zlib.decompressobj(wbits=31)
-            out = zd.decompress(raw, MAX_DECOMPRESSED + 1)
-            done = zd.eof
-        else:
-            import io
-
-            import zstandard
-
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw))
-            parts, total = [], 0
-            while total <= MAX_DECOMPRESSED:
-                chunk = reader.read(1 << 20)
-                if not chunk:
-                    break
-                parts.append(chunk)
-                total += len(chunk)
-            out = b"".join(parts)
-            # stream_reader stops quietly at a cut frame: require the whole input consumed
-            # and a frame that declares its size to be complete.
-            size = zstandard.frame_content_size(raw)
-            done = total <= MAX_DECOMPRESSED and (size < 0 or size == len(out))
-    except Exception as err:  # lzma.LZMAError, zlib.error, zstandard.ZstdError, MemoryError
-        raise _fail(path, f"corrupt {kind} data ({err})") from None
-    if len(out) > MAX_DECOMPRESSED:
-        raise _fail(path, f"{kind} data expands beyond {MAX_DECOMPRESSED >> 20} MiB")
-    if not done:
-        raise _fail(path, f"truncated {kind} data")
-    return out
-
-
-def compression_of(head: bytes) -> str | None:
-    """The compression a module file uses, told by its magic bytes (not its name)."""
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd"
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    return None
-
-
 def _open(path: Path) -> tuple[bytes | mmap.mmap, str | None]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block open()
@@ -163,10 +112,10 @@ def _open(path: Path) -> tuple[bytes | mmap.mmap, str | None]:
             raise _fail(path, "is empty")
         kind = compression_of(os.pread(fd, 6, 0))
         if kind:
-            if st.st_size > MAX_DECOMPRESSED:
+            if st.st_size > _dec.MAX_DECOMPRESSED:
                 raise _fail(path, "compressed file too large")
             raw = os.pread(fd, st.st_size, 0)
-            return _decompress(path, raw, kind), kind
+            return _dec.decompress(raw, kind, path), kind
         try:
             return mmap.mmap(fd, 0, access=mmap.ACCESS_READ), None
         except (OSError, ValueError) as err:
@@ -398,7 +347,7 @@ def module_from_bytes(data: bytes, path: Path | str = "<memory>") -> ModuleFile:
         raise _fail(p, "is empty")
     kind = compression_of(data[:6])
     if kind:
-        data = _decompress(p, data, kind)
+        data = _dec.decompress(data, kind, p)
     return _parse(p, data, kind)
 
 
