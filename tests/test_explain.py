@@ -548,3 +548,26 @@ def test_images_prune_removes_explains_header_copies_and_lookups(
     assert report.trees == ["headers/7.3.4+deb13-amd64"]
     assert not (tmp_path / "headers/7.3.4+deb13-amd64").exists()
     assert not (tmp_path / "explain").exists()
+
+
+def test_a_kernel_whose_headers_cannot_be_read_is_skipped_with_a_message(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from docker.errors import APIError
+
+    from kbuild_py.explain.service import trees_for_targets
+
+    class Broken:  # the Docker seam's fake: the daemon answers with an error
+        def get(self, name: str) -> None:
+            raise APIError("500 Server Error: boom")
+
+    target = SimpleNamespace(
+        spec="image:x",
+        release="9.9.9-x",
+        where="kmod-py/kernel:9.9.9-x",
+        tree=SimpleNamespace(srcarch="x86", path=tmp_path),
+        runner=SimpleNamespace(client=SimpleNamespace(images=Broken())),
+    )
+    said: list[str] = []
+    assert trees_for_targets([target], said.append) == []
+    assert said == ["explain: cannot read the headers of 9.9.9-x: 500 Server Error: boom"]

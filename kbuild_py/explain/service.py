@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docker.errors import DockerException
+
 from kbuild_py.errors import KmodError
 from kbuild_py.explain import diagnostics
 from kbuild_py.explain.drift import compare
@@ -55,9 +57,10 @@ def trees_for_targets(targets: Iterable[Any], say: Say | None = None) -> list[He
     for t in targets:
         try:
             tree = tree_for_target(t)
-        except KmodError as err:
+        except (KmodError, OSError, DockerException) as err:
             if say:
-                say(f"explain: cannot read the headers of {t.release}: {err.message}")
+                why = err.message if isinstance(err, KmodError) else str(err).splitlines()[0]
+                say(f"explain: cannot read the headers of {t.release}: {why}")
             continue
         if tree is not None:
             out.append(tree)
@@ -167,7 +170,13 @@ class Explainer:
         infrastructure error or a timeout, whose log says nothing about the kernel's API)."""
         if res.error is not None or res.timed_out or res.returncode in (0, -1):
             return []
-        return self.explain_build(res.log_path, res.outdir, res.target.release)
+        try:
+            return self.explain_build(res.log_path, res.outdir, res.target.release)
+        except (KmodError, OSError) as err:  # an explanation never turns into a failure
+            if self._say:
+                why = err.message if isinstance(err, KmodError) else str(err)
+                self._say(f"explain: {res.target.release}: {why}")
+            return []
 
 
 def _read_lines(log: Path) -> list[str]:
