@@ -120,17 +120,6 @@ def explain(
     return out
 
 
-def explain_log(
-    log: Path,
-    source_root: Path,
-    trees: Sequence[HeaderTree],
-    failing: str | None = None,
-    run: Grep = grep,
-) -> list[Explanation]:
-    """Explain the diagnostics of one build log (make ran in source_root)."""
-    return explain(diagnostics.mentions(_read_lines(log), source_root), trees, failing, run)
-
-
 class Explainer:
     """Explains failed builds against one set of kernels (the matrix, `--explain-with`, and
     the kernels already here); their header trees are found once, on first use, so a build
