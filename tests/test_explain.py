@@ -110,6 +110,14 @@ def test_member_assignment_from_an_incompatible_pointer(tmp_path: Path) -> None:
     assert (m.name, m.kind) == ("struct class.devnode", "ops-member")
 
 
+def test_a_function_that_returns_void_now(tmp_path: Path) -> None:
+    """Return type changed: gcc names no function, its column points at the call."""
+    (tmp_path / "m.c").write_text("static int f(void)\n{\n\tint ret = i2c_del_driver(&d);\n}\n")
+    lines = ["m.c:3:19: error: void value not ignored as it ought to be"]
+    (m,) = diagnostics.mentions(lines, tmp_path)
+    assert (m.name, m.kind, m.line) == ("i2c_del_driver", "function", 3)
+
+
 def test_variable_type_of_an_initialized_struct() -> None:
     src = "static const struct file_operations fops = {\n.owner = THIS_MODULE,\n};\n"
     assert diagnostics.variable_type(src, "fops") == "struct file_operations"

@@ -58,6 +58,12 @@ DRIFT: dict[str, tuple[tuple[int, int], tuple[str, str] | None, tuple[str, str] 
         ("macro", "#define from_timer(var, callback_timer, timer_fieldname)"),
         None,
     ),
+    # return type changed (6.3): gcc says "void value not ignored", naming no function
+    "cpufreq_unregister_driver": (
+        (6, 3),
+        ("function", "int cpufreq_unregister_driver(struct cpufreq_driver *driver_data);"),
+        ("function", "void cpufreq_unregister_driver(struct cpufreq_driver *driver_data);"),
+    ),
     # return type changed in an ops table (6.11)
     "struct platform_driver.remove": (
         (6, 11),
@@ -116,6 +122,7 @@ OLD_MODULE = [
     "from_timer",
     "struct platform_driver.remove",
     "struct hid_driver.report_fixup",
+    "cpufreq_unregister_driver",
 ]
 
 

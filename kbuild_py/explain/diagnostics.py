@@ -65,6 +65,8 @@ _INCOMPATIBLE_INIT = re.compile(
 # `drv.remove`, `drv.<anonymous>.remove` (a member inside an anonymous union, 6.12's .remove)
 _NEAR_INIT = re.compile(rf"\(near initialization for {_O}(?P<var>\w+)\.(?P<path>[\w.<>]+){_C}\)")
 _OWN_NOTE = re.compile(r"(?:declared here|previous (?:declaration|definition)|defined here)")
+_VOID_USED = re.compile(r"void value not ignored as it ought to be")
+_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
 _MODPOST_UNDEF = re.compile(r'"(?P<name>[A-Za-z_]\w*)" \[[^\]]*\] undefined!')
 _MODPOST_GPL = re.compile(rf"uses GPL-only symbol {_Q}")
 
@@ -114,6 +116,22 @@ def _assignment_mention(
         return None
     detail = f"the member's type is '{want}', the value's '{have}'"
     return Mention(store.group("member"), "ops-member", text, file, num, container, detail)
+
+
+def _called_at(
+    file: str, num: int, col: int, source_root: Path | None, read: SourceReader
+) -> str | None:
+    """The function called where gcc's column points (`ret = foo(x);`: foo)."""
+    source = read(Path(file) if file.startswith("/") or source_root is None else source_root / file)
+    lines = source.splitlines() if source else []
+    if not 0 < num <= len(lines):
+        return None
+    text = lines[num - 1].expandtabs(8)  # gcc counts display columns, tab stops of 8
+    start = max(0, col - 1)
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        start -= 1
+    call = _CALL.search(text, start)
+    return call.group(1) if call else None
 
 
 def _own_file(file: str, source_root: Path | None) -> bool:
@@ -191,6 +209,12 @@ def mentions(
                         member.group("name"), "member", text, file, num, member.group("container")
                     )
                 )
+                continue
+            if _VOID_USED.search(msg):  # a function that returns void now
+                col = int(d.group("col") or 0)
+                called = _called_at(file, num, col, source_root, read)
+                if called:
+                    add(Mention(called, "function", text, file, num))
                 continue
             for pattern, kind in _RULES:
                 m = pattern.search(msg)

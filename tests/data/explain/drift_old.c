@@ -80,3 +80,13 @@ static void __exit drift_exit(void)
 module_init(drift_init);
 module_exit(drift_exit);
 MODULE_LICENSE("GPL");
+
+/* Return type changed: cpufreq_unregister_driver() returns void from 6.3 on. */
+#include <linux/cpufreq.h>
+
+static int __maybe_unused drift_cpufreq_gone(struct cpufreq_driver *drv)
+{
+	int ret = cpufreq_unregister_driver(drv);
+
+	return ret;
+}
