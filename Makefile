@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kmod-py-installed
+# The product as users install it: this checkout's wheel, installed (not editable) into a venv
+# of its own. The integration tiers run its kmod-py (tests/conftest.py: kmod_py_bin).
+WHEEL_VENV := .venv-wheel
 
-.PHONY: setup system demo test test-slow lint bench clean tiny-kernel
+.PHONY: setup system demo test test-slow lint wheel bench clean tiny-kernel
 
 setup: system $(STAMP)
 
@@ -19,12 +22,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	@sh scripts/demo.sh
 
-test: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+test: setup lint wheel
+	KMOD_PY_BIN=$(CURDIR)/$(WHEEL_VENV)/bin/kmod-py $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # Long-running tests (a clang-built kernel made from Debian's linux-source, its boot).
-test-slow: setup
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+test-slow: setup wheel
+	KMOD_PY_BIN=$(CURDIR)/$(WHEEL_VENV)/bin/kmod-py $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check kbuild_py tests bench
@@ -34,8 +37,11 @@ lint: setup
 tiny-kernel: setup
 	KMOD_PY_CACHE=$${KMOD_PY_CACHE:-/var/cache/kmod-py-tests} $(PY) tests/tinykernel.py
 
+wheel: setup
+	@$(PY) tests/wheelenv.py $(WHEEL_VENV)
+
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo dist build *.egg-info
+	rm -rf $(VENV) $(WHEEL_VENV) demo dist build *.egg-info

@@ -6,8 +6,14 @@ import os
 import stat
 from pathlib import Path
 
-from kbuild_py.errors import UsageError
+from kbuild_py.errors import InfraError, UsageError
 from kbuild_py.trust import fs
+
+# The kbuild_py package directory. Data kmod-py reads at run time (templates/, containers/)
+# lives at the top of the source checkout and ships inside the wheel under kbuild_py/
+# (pyproject's force-include); data_path finds it in either place.
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIRS = ("templates", "containers")
 
 
 def cache_dir() -> Path:
@@ -75,3 +81,17 @@ def report_file(path: Path | None, option: str) -> None:
 def ensure_dir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def data_path(rel: str) -> Path:
+    """A data file or directory kmod-py reads at run time, e.g. "containers/debian/Dockerfile":
+    inside the installed package, else in the source checkout. Every run-time data lookup goes
+    through here, so the packaging test can list them from the code and look for each in the
+    wheel."""
+    if rel.split("/", 1)[0] not in DATA_DIRS:
+        raise ValueError(f"{rel}: not under one of {DATA_DIRS} (add it to DATA_DIRS and pyproject)")
+    for base in (PACKAGE_DIR, PACKAGE_DIR.parent):
+        if (base / rel).exists():
+            return base / rel
+    raise InfraError(f"{rel} is missing from the kmod-py installation",
+                     "reinstall kmod-py (pip install --force-reinstall kmod-py)")

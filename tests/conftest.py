@@ -8,8 +8,12 @@ Under CI (CI=true) a missing component is a failure, never a skip.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,6 +37,61 @@ def require(condition: bool, what: str) -> None:
     if CI:
         pytest.fail(f"{what} is required under CI (make test installs it)")
     pytest.skip(f"{what} not available")
+
+
+# --- kmod-py as installed ---------------------------------------------------------------
+
+
+@functools.cache
+def installed_kmod_py() -> Path:
+    """The `kmod-py` console script of a non-editable install of this checkout's wheel.
+
+    `make test` installs it (tests/wheelenv.py) and passes it as KMOD_PY_BIN; alone, pytest
+    builds and installs it into .venv-wheel once per session. Integration tests run this, not
+    the editable checkout, so they test what users install.
+    """
+    given = os.environ.get("KMOD_PY_BIN")
+    if given:
+        return Path(given)
+    import wheelenv
+
+    return wheelenv.install(ROOT / ".venv-wheel")
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What the installed kmod-py did (the fields integration tests read off CliRunner)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_kmod_py(args: Sequence[object], *, cwd: Path | None = None,
+                env: Mapping[str, str] | None = None, timeout: float = 1800,
+                input: str | None = None) -> Ran:
+    """Run the installed kmod-py with args (os.environ plus env; no PYTHONPATH)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    full_env.update(env or {})
+    proc = subprocess.run([str(installed_kmod_py()), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, errors="replace", timeout=timeout,
+                          input=input)
+    return Ran(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def kmod_py_bin() -> Path:
+    return installed_kmod_py()
+
+
+@pytest.fixture(scope="session")
+def kmod_py() -> Callable[..., Ran]:
+    """run_kmod_py: kmod_py(["build", path, ...], cwd=..., env=..., timeout=...)."""
+    return run_kmod_py
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,9 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +19,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import zstandard
-from conftest import require
+from conftest import require, run_kmod_py
 from typer.testing import CliRunner
 
 from kbuild_py.boot import deps as moddeps
@@ -390,14 +388,14 @@ def test_dependencies_resolve_through_the_kernels_tree(image, modules) -> None: 
 @pytest.mark.qemu
 @pytest.mark.headers
 def test_cli_prebuilt_scaffolded_module_json_and_junit(  # type: ignore[no-untyped-def]
-    built_hello, host_release, tmp_path, monkeypatch
+    built_hello, host_release, tmp_path
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    monkeypatch.chdir(work)  # a .ko outside .kmod-py/: the console log goes under the cwd
     junit = tmp_path / "junit.xml"
-    res = runner.invoke(app, ["test", "--ko", str(built_hello), "--kernel", host_release,
-                              "--json", "--junit", str(junit)])
+    # a .ko outside .kmod-py/: the console log goes under the cwd
+    res = run_kmod_py(["test", "--ko", built_hello, "--kernel", host_release,
+                       "--json", "--junit", junit], cwd=work)
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data[0]["result"] == "pass" and data[0]["taint_flags"] == "OE"
@@ -422,7 +420,7 @@ def test_cli_builds_the_project_then_boots_it(scaffold, host_release) -> None:  
     (project / "tests").mkdir()
     (project / "tests" / "smoke.sh").write_text(
         "test -d /sys/module/hello_module/sections && echo smoke ok\n")
-    res = runner.invoke(app, ["test", str(project), "--kernel", host_release])
+    res = run_kmod_py(["test", project, "--kernel", host_release])
     assert res.exit_code == 0, res.output
     assert f"PASS    {host_release}" in res.output and "taint OE" in res.output
     assert "script: ok" in res.output and "| smoke ok" in res.output  # [test] script
@@ -433,15 +431,14 @@ def test_cli_builds_the_project_then_boots_it(scaffold, host_release) -> None:  
 @pytest.mark.qemu
 @pytest.mark.headers
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_signal_kills_the_guest(modules, image, tmp_path, sig) -> None:  # type: ignore[no-untyped-def]
+def test_signal_kills_the_guest(  # type: ignore[no-untyped-def]
+        modules, image, tmp_path, sig, kmod_py_bin) -> None:
     ko = tmp_path / "kmodpy_hang.ko"
     shutil.copy(modules["kmodpy_hang"], ko)
     console = tmp_path / ".kmod-py" / image.release / "test-console.log"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "kbuild_py", "test", "--ko", str(ko),
+    proc = subprocess.Popen([str(kmod_py_bin), "test", "--ko", str(ko),
                              "--kernel", image.release, "--timeout", "300"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -469,8 +466,8 @@ def test_scaffolded_module_passes_on_three_debian_kernels(scaffold, debian_targe
     require(shutil.which(qemu.QEMU) is not None, "qemu-system-x86_64 (qemu-system-x86)")
     specs = ["debian:bookworm", "debian:trixie", "debian:trixie-backports"]
     project = scaffold("hello_module")
-    res = runner.invoke(app, ["test", str(project), *[a for s in specs for a in ("-k", s)],
-                              "-j", "2", "--json"])
+    res = run_kmod_py(["test", project, *[a for s in specs for a in ("-k", s)],
+                       "-j", "2", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert [d["kernel"] for d in data] == specs
@@ -509,10 +506,11 @@ tr.run_all(jobs, tr.TestOptions(timeout=300, accel="tcg"), parallel=2)
 
 @pytest.mark.qemu
 @pytest.mark.headers
-def test_sigterm_during_parallel_boots_kills_every_guest(modules, image, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    proc = subprocess.Popen([sys.executable, "-c", PARALLEL_SCRIPT, str(modules["kmodpy_hang"]),
-                             image.release, str(tmp_path)], env=env)
+def test_sigterm_during_parallel_boots_kills_every_guest(  # type: ignore[no-untyped-def]
+        modules, image, tmp_path, kmod_py_bin) -> None:
+    python = kmod_py_bin.parent / "python"  # the installed kbuild_py
+    proc = subprocess.Popen([str(python), "-c", PARALLEL_SCRIPT, str(modules["kmodpy_hang"]),
+                             image.release, str(tmp_path)])
     try:
         logs = [tmp_path / n / "test-console.log" for n in ("a", "b")]
         deadline = time.monotonic() + 120

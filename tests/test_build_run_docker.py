@@ -19,7 +19,6 @@ from kbuild_py.build.run import build_all
 from kbuild_py.seams.docker import RUN_LABEL, DockerRunner, abort_all
 
 pytestmark = pytest.mark.docker
-KMOD_PY = shutil.which("kmod-py") or str(Path(__file__).resolve().parents[1] / ".venv/bin/kmod-py")
 SPECS = ("debian:bookworm", "debian:trixie", "debian:trixie-backports")
 
 
@@ -37,20 +36,17 @@ def modinfo(ko: Path) -> dict[str, str]:
     return out
 
 
-def kmod_py(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([KMOD_PY, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900, **kw)
-
-
 def owners(tree: Path) -> set[int]:
     return {p.lstat().st_uid for p in tree.rglob("*")} | {tree.stat().st_uid}
 
 
-def test_scaffolded_hello_builds_for_three_debian_kernels(scaffold, debian_targets) -> None:  # type: ignore[no-untyped-def]
+def test_scaffolded_hello_builds_for_three_debian_kernels(  # type: ignore[no-untyped-def]
+    scaffold, debian_targets, kmod_py
+) -> None:
     project = scaffold("hello_module")
-    proc = kmod_py("build", *[a for s in SPECS for a in ("--kernel", s)], "-j2", "--json",
+    proc = kmod_py(["build", *[a for s in SPECS for a in ("--kernel", s)], "-j2", "--json"],
                    cwd=project)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.exit_code == 0, proc.output
     results = json.loads(proc.stdout)
     assert [r["kernel"] for r in results] == list(SPECS)
     for r in results:
@@ -116,11 +112,11 @@ def test_multi_file_module_builds_in_parallel_via_build_all(tmp_path: Path, debi
 
 
 def test_compile_error_in_one_kernel_leaves_the_others_built(  # type: ignore[no-untyped-def]
-    tmp_path: Path, debian_targets
+    tmp_path: Path, debian_targets, kmod_py
 ) -> None:
     project = multi_file_module(tmp_path, break_on_7=True)
-    proc = kmod_py("build", *[a for s in SPECS for a in ("--kernel", s)], "-j2", cwd=project)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    proc = kmod_py(["build", *[a for s in SPECS for a in ("--kernel", s)], "-j2"], cwd=project)
+    assert proc.exit_code == 1, proc.output
     new = debian_targets["debian:trixie-backports"].release
     rows = {ln.split()[0]: ln for ln in proc.stdout.splitlines() if ln[:1].isdigit()}
     assert "FAILED" in rows[new]
@@ -133,7 +129,7 @@ def test_compile_error_in_one_kernel_leaves_the_others_built(  # type: ignore[no
         assert modinfo(ko)["vermagic"] == t.tree.vermagic
 
 
-def test_builds_run_as_the_calling_uid(debian_targets) -> None:  # type: ignore[no-untyped-def]
+def test_builds_run_as_the_calling_uid(debian_targets, kmod_py_bin) -> None:  # type: ignore[no-untyped-def]
     """kmod-py run by uid 4242 (in the docker group): every output file is 4242's."""
     import grp
 
@@ -156,7 +152,7 @@ def test_builds_run_as_the_calling_uid(debian_targets) -> None:  # type: ignore[
         env = {"PATH": os.environ["PATH"], "HOME": str(home), "NO_COLOR": "1",
                "KMOD_PY_CACHE": str(home / "cache")}
         cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={docker_gid}",
-               KMOD_PY, "build", "--kernel", "image:kmod-py/kernel:debian-bookworm"]
+               str(kmod_py_bin), "build", "--kernel", "image:kmod-py/kernel:debian-bookworm"]
         proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -176,13 +172,14 @@ def containers_of(client, pid: int) -> list:  # type: ignore[no-untyped-def]
     (signal.SIGTERM, ("debian:bookworm", "debian:trixie")),
 ])
 def test_interrupt_mid_build_removes_every_container(  # type: ignore[no-untyped-def]
-    tmp_path: Path, docker_client, debian_targets, sig: int, specs: tuple[str, ...]
+    tmp_path: Path, docker_client, debian_targets, sig: int, specs: tuple[str, ...],
+    kmod_py_bin: Path,
 ) -> None:
     project = tmp_path / "slow"
     project.mkdir()
     (project / "slow.c").write_text('#include <linux/module.h>\nMODULE_LICENSE("GPL");\n')
     (project / "Kbuild").write_text("obj-m := slow.o\nnap := $(shell sleep 120)\n")
-    args = [KMOD_PY, "build", *[a for s in specs for a in ("--kernel", s)], "-j2"]
+    args = [str(kmod_py_bin), "build", *[a for s in specs for a in ("--kernel", s)], "-j2"]
     proc = subprocess.Popen(args, cwd=project, stdout=subprocess.PIPE, text=True,
                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:

@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from checkdata import snapshot_into
-from typer.testing import CliRunner
-
-from kbuild_py.cli import app
+from conftest import Ran, installed_kmod_py, run_kmod_py
 
 pytestmark = pytest.mark.headers
-runner = CliRunner()
 
 
-def build(project: Path, *args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, ["build", str(project), *args])
+def build(project: Path, *args: str) -> Ran:
+    return run_kmod_py(["build", project, *args])
 
 
 def test_scaffolded_module_builds_clean_with_w1(scaffold, host_release: str) -> None:
@@ -153,18 +149,19 @@ def test_kdir_build_then_check_against_other_vermagic(
     conf = other.path / "include/config/auto.conf"
     conf.write_text(conf.read_text().replace("CONFIG_MODULE_UNLOAD=y", ""))
     ko = next((project / ".kmod-py").rglob("vm.ko"))
-    res = runner.invoke(app, ["check", str(ko), "--kdir", str(other.path)])
+    res = run_kmod_py(["check", ko, "--kdir", other.path])
     assert res.exit_code == 1, res.output
     assert "version magic" in res.output and "should be" in res.output
 
 
 def test_console_script_and_python_m(scaffold, host_release: str) -> None:
-    exe = Path(sys.executable).parent / "kmod-py"
+    exe = installed_kmod_py()
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("kmod-py ")
     project = scaffold("cs")
     proc = subprocess.run(
-        [sys.executable, "-m", "kbuild_py", "build", str(project), "--kernel", host_release],
+        [str(exe.parent / "python"), "-m", "kbuild_py", "build", str(project),
+         "--kernel", host_release],
         capture_output=True,
         text=True,
         timeout=600,

@@ -76,6 +76,8 @@ def test_planted_pickle_in_the_cache_never_runs(  # type: ignore[no-untyped-def]
     marker = tmp_path / "ran"
     for path in (target, target.with_suffix(".pickle")):
         path.write_bytes(pickle.dumps(Payload(marker)))
+    # in-process on purpose: the planted Payload class must be importable for the pickle to
+    # run, which it is here and would not be in the installed kmod-py
     res = runner.invoke(app, ["check", str(built_hello), "--kernel", host_release])
     assert res.exit_code == 0, res.output
     assert not marker.exists()

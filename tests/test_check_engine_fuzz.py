@@ -17,14 +17,13 @@ from pathlib import Path
 
 import checkdata
 import pytest
+from conftest import run_kmod_py
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from kbuild_py.check.elf.modfile import module_from_bytes, read_module
 from kbuild_py.check.engine import run_rules, target_info
 from kbuild_py.check.model import TargetInfo
-from kbuild_py.cli import app
 from kbuild_py.errors import ModuleReadError
 from kbuild_py.kernels.buildtree import BuildTree
 from kbuild_py.report.check import modinfo_text, report_dict, report_text
@@ -200,14 +199,13 @@ def test_cli_on_mutated_files(tmp_path: Path) -> None:
         p = tmp_path / f"m{i:03d}.ko"
         p.write_bytes(bytes(data))
         files.append(p)
-    runner = CliRunner()
-    res = runner.invoke(app, ["check", *map(str, files), "--kdir", str(TARGET[0].source)])
+    res = run_kmod_py(["check", *files, "--kdir", TARGET[0].source])
     assert res.exit_code in (0, 1, 2), res.output[-2000:]
     assert "Traceback" not in res.output
     for line in res.stderr.splitlines():
         assert line.startswith("error: ") and str(tmp_path) in line, line
     for p in files[:12]:
-        one = runner.invoke(app, ["check", str(p), "--json"])
+        one = run_kmod_py(["check", p, "--json"])
         assert one.exit_code in (0, 1, 2) and "Traceback" not in one.output
         if one.exit_code != 2:
             json.loads(one.stdout)

@@ -11,12 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require
-from typer.testing import CliRunner
-
-from kbuild_py.cli import app
-
-runner = CliRunner()
+from conftest import require, run_kmod_py
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +30,7 @@ def test_clang_built_kernel_builds_with_llvm_and_says_so(scaffold, clang_kdir) -
 
     major = clangtree.clang_version()
     project = scaffold("hello_module")
-    res = runner.invoke(app, ["build", str(project), "--kdir", str(clang_kdir)])
+    res = run_kmod_py(["build", str(project), "--kdir", str(clang_kdir)])
     assert res.exit_code == 0, res.output
     assert (f"clang-built kernel (CONFIG_CC_IS_CLANG=y, CONFIG_LD_IS_LLD=y, Debian clang "
             f"version {major}.") in res.output
@@ -47,7 +42,7 @@ def test_clang_built_kernel_builds_with_llvm_and_says_so(scaffold, clang_kdir) -
     comment = subprocess.run(["readelf", "-p", ".comment", str(ko)], capture_output=True,
                              text=True, check=True).stdout
     assert "clang version" in comment and "GCC:" not in comment, comment
-    res = runner.invoke(app, ["check", str(ko), "--kdir", str(clang_kdir)])
+    res = run_kmod_py(["check", str(ko), "--kdir", str(clang_kdir)])
     assert res.exit_code == 0, res.output
 
 
@@ -69,7 +64,7 @@ def test_clang_built_kernel_boots_and_loads_the_module(scaffold, clang_kdir, tmp
     (root / "lib/modules" / release / "kernel").mkdir(parents=True)
     shutil.copy(bzimage, root / "boot" / f"vmlinuz-{release}")
     project = scaffold("hello_module")
-    res = runner.invoke(app, ["build", str(project), "--kdir", str(clang_kdir)])
+    res = run_kmod_py(["build", str(project), "--kdir", str(clang_kdir)])
     assert res.exit_code == 0, res.output
     (ko,) = (project / ".kmod-py").glob("*/hello_module.ko")
     job = testrun.KernelTest("clang", release, (ko,), tmp_path / "out")

@@ -7,24 +7,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import require
-from typer.testing import CliRunner
+from conftest import Ran, installed_kmod_py, require, run_kmod_py
 
 from kbuild_py.check.elf.modfile import read_module
-from kbuild_py.cli import app
 from kbuild_py.report.check import modinfo_text
 
 pytestmark = pytest.mark.headers
-runner = CliRunner()
 
 
-def check(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, ["check", *map(str, args)])
+def check(*args: object) -> Ran:
+    return run_kmod_py(["check", *args])
 
 
 @pytest.fixture(scope="session")
@@ -166,8 +162,7 @@ def test_recursive_directory_many_files(image, host_release: str) -> None:
 
 
 def test_console_script(built_hello: Path, host_release: str) -> None:
-    exe = Path(sys.executable).parent / "kmod-py"
-    require(exe.is_file(), "the kmod-py console script in the venv")
+    exe = installed_kmod_py()
     proc = subprocess.run(
         [str(exe), "check", str(built_hello), "--kernel", host_release],
         capture_output=True,
@@ -241,7 +236,7 @@ def test_forked_workers_keep_order_and_results(mods, copies, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("where", ["missing-dir/report.xml", "."])
 def test_junit_path_not_writable_is_refused_before_checking(tmp_path: Path, where: str) -> None:
-    res = runner.invoke(app, ["check", str(tmp_path / "x.ko"), "--junit", str(tmp_path / where)])
+    res = check(tmp_path / "x.ko", "--junit", tmp_path / where)
     assert res.exit_code == 2
     assert "cannot write --junit" in res.output
     assert "internal error" not in res.output
@@ -250,7 +245,7 @@ def test_junit_path_not_writable_is_refused_before_checking(tmp_path: Path, wher
 def test_reader_leaving_the_pipe_stops_quietly() -> None:
     """`kmod-py check ... | head`: no internal error, no traceback, exit 141 like a C tool."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kbuild_py", "check", "--list-rules"],
+        [str(installed_kmod_py().parent / "python"), "-m", "kbuild_py", "check", "--list-rules"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

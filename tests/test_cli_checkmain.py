@@ -7,11 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import installed_kmod_py
 
 from kbuild_py.cli.checkmain import parse_fast
-from tests.conftest import require
-
-EXE = Path(sys.executable).parent / "kmod-py"
 
 
 def test_plain_forms_parse() -> None:
@@ -46,16 +44,16 @@ def test_anything_unusual_goes_to_typer(args: list[str]) -> None:
 def _run(args: list[str], typer_path: bool) -> subprocess.CompletedProcess[bytes]:
     if typer_path:  # the same command line through typer (the package's app object)
         code = "import sys\nfrom kbuild_py.cli import app\napp(sys.argv[1:], prog_name='kmod-py')"
-        argv = [sys.executable, "-c", code, "check", *args]
+        argv = [str(installed_kmod_py().parent / "python"), "-c", code, "check", *args]
     else:
-        argv = [str(EXE), "check", *args]
+        argv = [str(installed_kmod_py()), "check", *args]
     return subprocess.run(argv, capture_output=True, timeout=120)
 
 
+@pytest.mark.headers
 @pytest.mark.parametrize("case", ["good", "unreadable", "usage", "json"])
 def test_same_output_and_exit_as_typer(built_hello: Path, host_release: str, tmp_path: Path,
                                        case: str) -> None:  # fmt: skip
-    require(EXE.is_file(), "the kmod-py console script in the venv")
     bad = tmp_path / "bad.ko"
     bad.write_bytes(b"not an elf")
     args = {
@@ -70,6 +68,7 @@ def test_same_output_and_exit_as_typer(built_hello: Path, host_release: str, tmp
     assert fast.returncode == {"good": 0, "unreadable": 2, "usage": 2, "json": 0}[case]
 
 
+@pytest.mark.headers
 def test_fast_path_does_not_import_typer(built_hello: Path) -> None:
     code = (
         "import sys\nsys.argv = ['kmod-py', 'check', sys.argv[1]]\nfrom kbuild_py.cli import main\n"

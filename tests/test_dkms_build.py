@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from kbuild_py.cli import app
+from conftest import run_kmod_py
 
 pytestmark = pytest.mark.headers
-runner = CliRunner()
 
 MOD_C = """#include <linux/module.h>
 #include "{header}"
@@ -49,7 +46,7 @@ def two_dir_project(root: Path, dkms_conf: str | None) -> Path:
 
 
 def build_json(path: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    res = runner.invoke(app, ["build", str(path), "--json", *args])
+    res = run_kmod_py(["build", path, "--json", *args])
     assert res.stdout.strip().startswith("["), res.output
     return res.exit_code, json.loads(res.stdout)[0]
 
@@ -95,7 +92,7 @@ def test_excluded_kernel_is_not_a_failure(tmp_path: Path, host_release: str) -> 
     rc, doc = build_json(project, "--kernel", host_release)
     assert rc == 0 and doc["result"] == "excluded", doc
     assert "BUILD_EXCLUSIVE_KERNEL" in doc["excluded"] and doc["modules"] == []
-    res = runner.invoke(app, ["build", str(project), "--kernel", host_release])
+    res = run_kmod_py(["build", project, "--kernel", host_release])
     assert "excluded, not built: BUILD_EXCLUSIVE_KERNEL" in res.output
 
 
@@ -138,7 +135,7 @@ def test_kmod_toml_root_copies_the_tree_for_a_module_below(
 
 def test_top_dir_without_kbuild_lists_module_dirs(tmp_path: Path) -> None:
     project = two_dir_project(tmp_path / "p", None)
-    res = runner.invoke(app, ["build", str(project)])
+    res = run_kmod_py(["build", project])
     assert res.exit_code == 2
     assert "module directories below it" in res.output
     assert "core" in res.output and "extra" in res.output
@@ -260,5 +257,5 @@ def test_failing_pre_build_shows_its_last_lines(tmp_path: Path, host_release: st
     assert rc == 1 and doc["error"] == "dkms.conf PRE_BUILD failed (exit 3)", doc
     assert doc["tail"] == ["checking for libfoo... no"]
     assert doc["ignored_directives"] == ["DEST_MODULE_LOCATION"]
-    res = runner.invoke(app, ["build", str(project), "--kernel", host_release])
+    res = run_kmod_py(["build", project, "--kernel", host_release])
     assert "  | checking for libfoo... no" in res.output

@@ -15,8 +15,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 import dkmscorpus  # noqa: E402
 from conftest import require  # noqa: E402
 
-KMOD = str(Path(sys.executable).parent / "kmod-py")
+KMOD = ""  # the installed kmod-py (the kmod_py_bin fixture)
 pytestmark = [pytest.mark.headers, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _installed_kmod_py(kmod_py_bin: Path) -> None:
+    global KMOD
+    KMOD = str(kmod_py_bin)
 
 
 @pytest.fixture(scope="session")

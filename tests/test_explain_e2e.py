@@ -25,7 +25,6 @@ from conftest import require  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.headers]
 DATA = Path(__file__).parent / "data" / "explain"
-KMOD_PY = shutil.which("kmod-py") or str(Path(__file__).resolve().parents[1] / ".venv/bin/kmod-py")
 
 # name -> (first version with the new form, kind/signature before, kind/signature after);
 # None: absent. Thresholds are upstream facts; the kernels here are 6.1, 6.12 and 7.x.
@@ -124,6 +123,15 @@ OLD_MODULE = [
     "struct hid_driver.report_fixup",
     "cpufreq_unregister_driver",
 ]
+
+
+KMOD_PY = ""  # the installed kmod-py (the kmod_py_bin fixture)
+
+
+@pytest.fixture(autouse=True)
+def _installed_kmod_py(kmod_py_bin: Path) -> None:
+    global KMOD_PY
+    KMOD_PY = str(kmod_py_bin)
 
 
 def kmod_py(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

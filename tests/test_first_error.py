@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import run_kmod_py
 
 from kbuild_py.build.run import parse_diagnostic
-from kbuild_py.cli import app
-
-runner = CliRunner()
 
 LKMPG_HELLO1 = """#include <linux/kernel.h>
 #include <linux/module.h>
@@ -38,9 +35,7 @@ def test_tool_diagnostics_are_parsed(line: str, kind: str, tool: str) -> None:
 def test_objtool_error_on_7x_is_the_first_error(docker_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "hello1.c").write_text(LKMPG_HELLO1)
     (tmp_path / "Kbuild").write_text("obj-m += hello1.o\n")
-    res = runner.invoke(
-        app, ["build", str(tmp_path), "--kernel", "debian:trixie-backports", "--json"]
-    )
+    res = run_kmod_py(["build", tmp_path, "--kernel", "debian:trixie-backports", "--json"])
     assert res.exit_code == 1, res.output
     doc = json.loads(res.stdout[res.stdout.index("[\n"):])[0]
     assert doc["result"] == "FAILED"

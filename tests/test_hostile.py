@@ -24,8 +24,14 @@ import pytest
 from conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
-KMOD_PY = shutil.which("kmod-py") or str(ROOT / ".venv/bin/kmod-py")
+KMOD_PY = ""  # the installed kmod-py (conftest's kmod_py_bin)
 FAKE_RELEASE = "6.6.6-hostile"
+
+
+@pytest.fixture(autouse=True)
+def _installed_kmod_py(kmod_py_bin: Path) -> None:
+    global KMOD_PY
+    KMOD_PY = str(kmod_py_bin)
 
 
 def kmod_py(*args: str, cwd: Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]

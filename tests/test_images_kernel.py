@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import run_kmod_py
 
-from kbuild_py.cli import app
 from kbuild_py.errors import UsageError
 from kbuild_py.images import base as baseimages
 from kbuild_py.images import kernel as images
@@ -20,7 +19,6 @@ from kbuild_py.images.model import kernel_image, suite_alias
 from kbuild_py.seams.docker import DockerRunner, _unavailable, image_exists
 
 ROOT = Path(__file__).resolve().parent.parent
-runner = CliRunner()
 
 
 def test_image_names_are_valid_docker_tags() -> None:
@@ -103,7 +101,7 @@ def test_snapshot_is_cached_and_matches_the_image(docker_client, debian_targets)
 
 @pytest.mark.docker
 def test_images_command_lists_the_built_images(debian_targets) -> None:  # type: ignore[no-untyped-def]
-    res = runner.invoke(app, ["images"])
+    res = run_kmod_py(["images"])
     assert res.exit_code == 0, res.output
     for spec, t in debian_targets.items():
         row = next(ln for ln in res.output.splitlines() if ln.startswith(t.where + " "))
@@ -177,7 +175,7 @@ def _dead_pid() -> int:
 @pytest.mark.docker
 def test_images_build_option_reuses_a_built_image(debian_targets) -> None:  # type: ignore[no-untyped-def]
     t = debian_targets["debian:trixie-backports"]
-    res = runner.invoke(app, ["images", "--build", "debian:trixie-backports"])
+    res = run_kmod_py(["images", "--build", "debian:trixie-backports"])
     assert res.exit_code == 0, res.output
     assert f"debian:trixie-backports: {t.where} ({t.release}, {t.compiler})" in res.output
     assert f"image {t.where}: reused" in res.output

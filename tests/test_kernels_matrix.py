@@ -9,19 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import require
-from typer.testing import CliRunner
+from conftest import require, run_kmod_py
 
-from kbuild_py.cli import app
 from kbuild_py.debian import archive as debian
 from kbuild_py.seams import qemu
 
-runner = CliRunner()
 MATRIX = ["debian:bookworm", "debian:bookworm/arm64", "debian:trixie", "debian:trixie/arm64"]
 
 
 def check_json(ko: Path, spec: str) -> dict:
-    res = runner.invoke(app, ["check", str(ko), "--kernel", spec, "--json"])
+    res = run_kmod_py(["check", str(ko), "--kernel", spec, "--json"])
     assert res.exit_code in (0, 1), res.output
     return json.loads(res.stdout)["modules"][0]
 
@@ -36,7 +33,7 @@ def test_host_built_module_for_the_current_bookworm_kernel_passes(
     current = debian.current_release("bookworm")
     if host_release != current:
         pytest.skip(f"host headers are {host_release}, Debian's bookworm kernel is {current}")
-    res = runner.invoke(app, ["check", str(built_hello), "--kernel", "debian:bookworm"])
+    res = run_kmod_py(["check", str(built_hello), "--kernel", "debian:bookworm"])
     assert res.exit_code == 0, res.output
     assert f"--- check: 18 rules against {current}" in res.output
     assert "SKIPPED" not in res.output and "built for" not in res.output
@@ -47,14 +44,14 @@ def test_module_struct_size_runs_against_trixie_and_a_wrong_kernel_gets_one_line
     scaffold,  # type: ignore[no-untyped-def]
 ) -> None:
     project = scaffold("hello_module")
-    res = runner.invoke(app, ["build", str(project), "--kernel", "debian:trixie"])
+    res = run_kmod_py(["build", str(project), "--kernel", "debian:trixie"])
     assert res.exit_code == 0, res.output
     trixie = debian.current_release("trixie")
     ko = project / ".kmod-py" / trixie / "hello_module.ko"
     d = check_json(ko, "debian:trixie")
     assert d["ok"] and "module-struct-size" in d["rules_run"], d["rules_skipped"]
     # the same module against bookworm: one leading line, then grouped findings
-    res = runner.invoke(app, ["check", str(ko), "--kernel", "debian:bookworm"])
+    res = run_kmod_py(["check", str(ko), "--kernel", "debian:bookworm"])
     assert res.exit_code == 1, res.output
     bookworm = debian.current_release("bookworm")
     lines = res.output.splitlines()
@@ -71,9 +68,7 @@ def test_module_struct_size_runs_against_trixie_and_a_wrong_kernel_gets_one_line
 @pytest.mark.docker
 def test_bullseye_and_bookworm_arm64_build_and_check(scaffold) -> None:  # type: ignore[no-untyped-def]
     project = scaffold("hello_module")
-    res = runner.invoke(
-        app,
-        [
+    res = run_kmod_py([
             "build",
             str(project),
             "--kernel",
@@ -112,8 +107,7 @@ def test_two_by_two_matrix_and_bullseye_boot_in_one_command(scaffold) -> None:  
     )
     project = scaffold("hello_module")
     specs = ["debian:bullseye", *MATRIX]
-    res = runner.invoke(
-        app, ["test", str(project), *[a for s in specs for a in ("-k", s)], "-j", "2"]
+    res = run_kmod_py(["test", str(project), *[a for s in specs for a in ("-k", s)], "-j", "2"]
     )
     assert res.exit_code == 0, res.output
     table = res.output[res.output.index("KERNEL ") :]

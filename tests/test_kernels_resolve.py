@@ -5,15 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from typer.testing import CliRunner
+from conftest import run_kmod_py
 
-from kbuild_py.cli import app
 from kbuild_py.debian import archive as debian
 from kbuild_py.errors import UsageError
 from kbuild_py.kernels.resolve import parse_spec, resolve_spec, suite_kernels
 from kbuild_py.kernels.spec import KernelSpec
-
-runner = CliRunner()
 
 
 @pytest.mark.parametrize(
@@ -87,6 +84,7 @@ def test_host_release_resolves_to_the_host_tree(host_release: str) -> None:
     assert t.tree.vermagic.startswith(f"{host_release} SMP ")
 
 
+@pytest.mark.network
 def test_suite_kernels_lists_the_current_release() -> None:
     current, releases = suite_kernels("trixie-backports")
     assert re.fullmatch(r"[7-9]\.\d+\.\d+\+deb13-amd64", current), current
@@ -158,23 +156,24 @@ def test_unknown_release_lists_what_exists(docker_client, host_release: str) -> 
 
 @pytest.mark.docker
 def test_kernels_command_lists_host_trees_and_images(debian_targets, host_release: str) -> None:  # type: ignore[no-untyped-def]
-    res = runner.invoke(app, ["kernels"])
+    res = run_kmod_py(["kernels"])
     assert res.exit_code == 0, res.output
     rel = re.escape(host_release)
-    assert re.search(rf"^{rel}\s+{rel}\s+gcc-12", res.output, re.M), res.output
+    assert re.search(rf"^{rel}\s+{rel}\s+gcc-12", res.stdout, re.M), res.output
     for spec, t in debian_targets.items():
         assert re.search(rf"^{spec}\s+{re.escape(t.release)}\s+\S*gcc-1\d .*image {t.where}$",
-                         res.output, re.M), res.output
+                         res.stdout, re.M), res.output
 
 
+@pytest.mark.network
 def test_kernels_suite_command_marks_the_current_release() -> None:
     current = debian.current_release("trixie")
-    res = runner.invoke(app, ["kernels", "--suite", "trixie"])
+    res = run_kmod_py(["kernels", "--suite", "trixie"])
     assert res.exit_code == 0, res.output
     assert re.search(rf"^{re.escape(current)}\s+trixie(-security)?\s+debian:trixie\b",
                      res.output, re.M), res.output
     assert re.search(r"^\S+\s+trixie-security\s", res.output, re.M), res.output
-    bad = runner.invoke(app, ["kernels", "--suite", "buster"])
+    bad = run_kmod_py(["kernels", "--suite", "buster"])
     assert bad.exit_code == 2 and "buster is archived" in bad.output
 
 
@@ -194,19 +193,21 @@ def test_unreachable_mirror_falls_back_to_the_suites_last_image(debian_targets) 
 def test_kernels_and_images_json(debian_targets, host_release: str) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    res = runner.invoke(app, ["kernels", "--json"])
+    res = run_kmod_py(["kernels", "--json"])
     assert res.exit_code == 0, res.output
-    rows = {r["spec"]: r for r in json.loads(res.output)}
+    rows: dict[str, dict[str, str]] = {}
+    for r in json.loads(res.stdout):  # host trees come first; an image may share a release
+        rows.setdefault(r["spec"], r)
     assert rows[host_release]["where"].startswith("host ")
     for spec, t in debian_targets.items():
         assert rows[spec]["release"] == t.release and rows[spec]["compiler"] == t.compiler
-    res = runner.invoke(app, ["images", "--json"])
-    imgs = {i["release"]: i for i in json.loads(res.output)}
+    res = run_kmod_py(["images", "--json"])
+    imgs = {i["release"]: i for i in json.loads(res.stdout)}
     bookworm = debian_targets["debian:bookworm"]
     assert imgs[bookworm.release]["name"] == bookworm.where
     assert "kmod-py/kernel:debian-bookworm" in imgs[bookworm.release]["tags"]
-    res = runner.invoke(app, ["kernels", "--suite", "bookworm", "--json"])
-    current = [r for r in json.loads(res.output) if r["current"]]
+    res = run_kmod_py(["kernels", "--suite", "bookworm", "--json"])
+    current = [r for r in json.loads(res.stdout) if r["current"]]
     assert current[0].pop("suite") in ("bookworm", "bookworm-security", "bookworm-updates")
     assert current == [{"release": bookworm.release, "spec": "debian:bookworm", "current": True,
                         "image_built": True}]

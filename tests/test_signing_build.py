@@ -13,16 +13,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import Ran, run_kmod_py
 
 from kbuild_py.check.elf.modfile import read_module
-from kbuild_py.cli import app
-
-runner = CliRunner()
 
 
-def kmod(*args: object):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, [str(a) for a in args])
+def kmod(*args: object) -> Ran:
+    return run_kmod_py(args)
 
 
 @pytest.fixture(scope="module")

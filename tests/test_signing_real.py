@@ -11,19 +11,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require
-from typer.testing import CliRunner
+from conftest import Ran, installed_kmod_py, require, run_kmod_py
 
 from kbuild_py.check.elf.modfile import read_module
-from kbuild_py.cli import app
 from kbuild_py.report.check import modinfo_text
 
 pytestmark = pytest.mark.headers
-runner = CliRunner()
 
 
-def kmod(*args: object):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, [str(a) for a in args])
+def kmod(*args: object) -> Ran:
+    return run_kmod_py(args)
 
 
 def modinfo(path: Path) -> str:
@@ -97,13 +94,11 @@ def test_check_cert_through_the_fast_path(
     built_hello: Path, host_kdir: Path, tmp_path: Path, keypairs: dict[str, tuple[Path, Path]]
 ) -> None:
     """`kmod-py check FILE --cert C` without typer (checkmain.main_fast) gives the same verdicts."""
-    import sys
-
     key, cert = keypairs["mine"]
     ko = tmp_path / "hello_module.ko"
     shutil.copyfile(built_hello, ko)
     assert kmod("sign", ko, "--key", key, "--cert", cert, "--kdir", host_kdir).exit_code == 0
-    exe = Path(sys.executable).parent / "kmod-py"
+    exe = installed_kmod_py()
     for c, code in ((cert, 0), (keypairs["other"][1], 1)):
         proc = subprocess.run(
             [str(exe), "check", str(ko), f"--cert={c}"], capture_output=True, text=True, timeout=60

@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 import tinykernel
-from typer.testing import CliRunner
-
-from kbuild_py.cli import app
+from conftest import run_kmod_py
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +47,7 @@ def test_trusted_key_loads_under_enforcement(
     tiny: dict[str, Path], scaffold, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
     project = scaffold("tiny_signed")
-    res = runner.invoke(
-        app,
-        ["build", str(project), "--kdir", str(tiny["tree"]), "--sign",
+    res = run_kmod_py(["build", str(project), "--kdir", str(tiny["tree"]), "--sign",
          "--key", str(tiny["key"]), "--cert", str(tiny["cert"]), "--json"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output

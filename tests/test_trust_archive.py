@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import trustdata as td
-from conftest import require
+from conftest import require, run_kmod_py
 from typer.testing import CliRunner
 
 from kbuild_py.cli import app
@@ -212,7 +212,7 @@ def test_tampered_packages_index_is_refused(mirror, real_bookworm, fresh_cache) 
     data = real_bookworm.packages_xz
     serve_real(mirror, real_bookworm, packages=data[:-100] + bytes([data[-100] ^ 0xFF])
                + data[-99:])
-    res = runner.invoke(app, ["kernels", "--suite", "bookworm", "--mirror", mirror.url])
+    res = run_kmod_py(["kernels", "--suite", "bookworm", "--mirror", mirror.url])
     assert res.exit_code == 2, res.output
     [line] = error_lines(res.output)
     assert line.startswith(f"error: {mirror.url}/dists/bookworm/{PACKAGES} did not verify: "
@@ -229,8 +229,8 @@ def test_tampered_kernel_package_fails_the_kernels_row(  # type: ignore[no-untyp
     mirror.routes[pool] = Zeros(real_bookworm.image_size)  # right size, wrong content
     ko = tmp_path / "hello.ko"
     ko.write_bytes(b"\x7fELF")
-    res = runner.invoke(app, ["test", "--ko", str(ko), "--kernel", "debian:bookworm",
-                              "--mirror", mirror.url, "--json"])
+    res = run_kmod_py(["test", "--ko", ko, "--kernel", "debian:bookworm",
+                       "--mirror", mirror.url, "--json"])
     assert res.exit_code == 1, res.output
     [row] = json.loads(res.stdout)
     assert row["result"] == "error" and row["release"] == real_bookworm.current
@@ -271,8 +271,8 @@ def test_security_updates_come_from_the_mirrors_security_sibling(  # type: ignor
     mirror.routes[pool] = Zeros(real_security.image_size)
     ko = tmp_path / "hello.ko"
     ko.write_bytes(b"\x7fELF")
-    res = runner.invoke(app, ["test", "--ko", str(ko), "--kernel", real_security.current,
-                              "--mirror", mirror.url, "--json"])
+    res = run_kmod_py(["test", "--ko", ko, "--kernel", real_security.current,
+                       "--mirror", mirror.url, "--json"])
     assert res.exit_code == 1, res.output
     [row] = json.loads(res.stdout)
     deb = Path(real_security.image_filename).name
@@ -296,7 +296,7 @@ def test_real_mirror_still_verifies() -> None:
     from kbuild_py.debian import archive as debian
     from kbuild_py.debian.linuximage import fetch_deb
 
-    res = runner.invoke(app, ["kernels", "--suite", "bookworm"])
+    res = run_kmod_py(["kernels", "--suite", "bookworm"])
     assert res.exit_code == 0, res.output
     current = debian.Archive("bookworm").current_release()
     assert current in res.output

@@ -36,18 +36,14 @@ from kbuild_py.images.model import (
     tag_for,
 )
 from kbuild_py.images.tree import mark_snapshot, snapshot_tree
-from kbuild_py.paths import cache_dir, ensure_dir
+from kbuild_py.paths import cache_dir, data_path, ensure_dir
 from kbuild_py.seams.docker import docker_client, image_exists, remove_orphans
 from kbuild_py.trust import fs
 
 
 def dockerfile_text() -> bytes:
     """containers/debian/Dockerfile, from the wheel (kbuild_py/containers) or the source tree."""
-    here = Path(__file__).resolve().parent.parent  # the kbuild_py package
-    for p in (here / "containers/debian/Dockerfile", here.parent / "containers/debian/Dockerfile"):
-        if p.is_file():
-            return p.read_bytes()
-    raise InfraError("containers/debian/Dockerfile is missing from the kmod-py installation")
+    return data_path("containers/debian/Dockerfile").read_bytes()
 
 
 def recipe_hash() -> str:

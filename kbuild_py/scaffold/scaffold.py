@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from kbuild_py.errors import UsageError
 from kbuild_py.licenses import GPL_COMPATIBLE
+from kbuild_py.paths import data_path
 from kbuild_py.trust import fs
 
 SPDX = {
@@ -104,10 +104,7 @@ def license_warnings(license: str, allow_proprietary: bool) -> list[str]:
 
 def templates_dir() -> Path:
     """templates/ inside the installed wheel, else the source checkout's top-level templates/."""
-    packaged = resources.files("kbuild_py") / "templates"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "templates"
+    return data_path("templates")
 
 
 def _c_string(value: str) -> str:
