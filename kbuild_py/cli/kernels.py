@@ -100,7 +100,9 @@ def images(
 def _json(doc: object) -> None:
     import json
 
-    typer.echo(json.dumps(doc, indent=2))
+    from kbuild_py.trust.fs import json_safe
+
+    typer.echo(json.dumps(json_safe(doc), indent=2))
 
 
 def _images_or_note() -> list:
