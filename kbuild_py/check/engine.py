@@ -1,5 +1,5 @@
 """Running the rules: check_module(path, target) reads a module and runs every rule
-(check.rules) that can run: target-free rules always, target rules when a build tree is given.
+of check.rules.RULES that can run: module rules always, target rules when a target is given.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kbuild_py.check import rules as _rules  # noqa: F401 - importing it registers the rules
 from kbuild_py.check.elf.modfile import ModuleFile, read_module
-from kbuild_py.check.model import RULES, ModuleReport, Rule, Skip, TargetInfo
+from kbuild_py.check.model import ModuleReport, Rule, Skip, TargetInfo
+from kbuild_py.check.rules import RULES
 from kbuild_py.check.target import build_target_info
 from kbuild_py.errors import ModuleReadError
 
@@ -36,15 +36,17 @@ def target_info(tree: BuildTree, extra_symvers: Sequence[Path] = ()) -> TargetIn
 # --- running the rules -------------------------------------------------------------------
 
 
-def run_rules(module: ModuleFile, target: TargetInfo | None) -> ModuleReport:
+def run_rules(
+    module: ModuleFile, target: TargetInfo | None, rules: Sequence[Rule] = RULES
+) -> ModuleReport:
     report = ModuleReport(
         path=module.path, module=module, target=target.release if target else None
     )
-    for r in RULES:
+    for r in rules:
         if r.needs_target and target is None:
             continue
         try:
-            report.findings.extend(r.func(module, target))
+            report.findings.extend(r.findings(module, target))
             report.ran.append(r.id)
         except Skip as why:
             report.skipped[r.id] = str(why)

@@ -34,23 +34,65 @@ class Skip(Exception):  # noqa: N818 - a rule raises it when it cannot decide
 
 
 @dataclass(frozen=True)
+class Issue:
+    """What a rule reports: the engine makes it a Finding with the rule's id, and the
+    rule's declared severity unless the issue names a milder one."""
+
+    message: str
+    hint: str | None = None
+    severity: Severity | None = None
+
+
+ModuleCheck = Callable[["ModuleFile", "TargetInfo | None"], Iterable[Issue]]
+TargetCheck = Callable[["ModuleFile", "TargetInfo"], Iterable[Issue]]
+
+
+@dataclass(frozen=True)
 class Rule:
+    """A rule as declared (check.rules.RULES): exactly one of check (runs on every module;
+    the target may be None) and check_target (runs only with a target, never None)."""
+
     id: str
-    severity: Severity  # the worst severity it reports
-    needs_target: bool
+    severity: Severity  # the worst severity it reports, and its findings' default
     summary: str
-    func: Callable[[ModuleFile, TargetInfo | None], Iterable[Finding]]
+    check: ModuleCheck | None = None
+    check_target: TargetCheck | None = None
+
+    @property
+    def needs_target(self) -> bool:
+        return self.check_target is not None
+
+    def issues(self, module: ModuleFile, target: TargetInfo | None) -> Iterable[Issue]:
+        """The rule's issues; nothing for a target rule when there is no target."""
+        if self.check_target is not None:
+            return () if target is None else self.check_target(module, target)
+        assert self.check is not None  # one of the two, by construction (module_rule/target_rule)
+        return self.check(module, target)
+
+    def findings(self, module: ModuleFile, target: TargetInfo | None) -> list[Finding]:
+        sev = self.severity
+        return [
+            Finding(self.id, i.severity or sev, i.message, i.hint)
+            for i in self.issues(module, target)
+        ]
 
 
-RULES: list[Rule] = []
+def module_rule(rule_id: str, severity: Severity, summary: str) -> Callable[[ModuleCheck], Rule]:
+    """Declare a rule that runs on every module (its target argument may be None)."""
+
+    def declare(func: ModuleCheck) -> Rule:
+        return Rule(rule_id, severity, summary, check=func)
+
+    return declare
 
 
-def rule(rule_id: str, severity: Severity, summary: str, *, needs_target: bool = False):  # type: ignore[no-untyped-def]
-    def register(func):  # type: ignore[no-untyped-def]
-        RULES.append(Rule(rule_id, severity, needs_target, summary, func))
-        return func
+def target_rule(rule_id: str, severity: Severity, summary: str) -> Callable[[TargetCheck], Rule]:
+    """Declare a rule that needs a target kernel: the engine runs it only with one."""
 
-    return register
+    def declare(func: TargetCheck) -> Rule:
+        return Rule(rule_id, severity, summary, check_target=func)
+
+    return declare
 
 
 @dataclass(frozen=True)
