@@ -40,7 +40,7 @@ def _boot(ko: Path, tiny: dict[str, Path], tmp_path: Path):  # type: ignore[no-u
     shutil.copyfile(tiny["image"], root / "boot" / f"vmlinuz-{release}")
     job = tr.KernelTest("tiny", release, (ko,), tmp_path / "out")
     opts = tr.TestOptions(timeout=120, accel="tcg", sig_enforce=True)
-    return tr.run_one(job, opts, fetch=lambda r, s: KernelImage(release, root))
+    return tr.run_one(job, opts, fetch=lambda r, s, m: KernelImage(release, root))
 
 
 def test_trusted_key_loads_under_enforcement(
@@ -56,6 +56,8 @@ def test_trusted_key_loads_under_enforcement(
     signed = _boot(ko, tiny, tmp_path / "signed")
     assert signed.status == "pass", (signed.error, signed.verdict)
     assert signed.verdict is not None and "E" not in signed.verdict.taint_text
+    step = signed.verdict.step("insmod", "tiny_signed")
+    assert step is not None and not [k for k in step.kernel if "rejected" in k]
 
     unsigned_ko = tmp_path / "unsigned" / ko.name
     unsigned_ko.parent.mkdir()
@@ -66,4 +68,4 @@ def test_trusted_key_loads_under_enforcement(
     refused = _boot(unsigned_ko, tiny, tmp_path / "unsigned")
     assert refused.status == "fail"
     assert refused.verdict is not None
-    assert any("rejected: unsigned module" in p for p in refused.verdict.problems)
+    assert any("rejected: unsigned module" in h for h in refused.verdict.hints)
