@@ -117,9 +117,10 @@ def test_patch_and_pre_build_touch_only_the_copy(tmp_path: Path, host_release: s
     assert "VALUE_core 0" in (project / "include/shared.h").read_text()
     assert not (project / "include/generated.h").exists()
     assert not (project / "include/added.h").exists()  # a file the patch creates: copy only
-    copy = project / ".kmod-py" / host_release
+    base = project / ".kmod-py" / host_release
+    copy = base / "dkms" / "twodir" / "1.0" / "build"  # $dkms_tree/<module>/<version>/build
     assert "GENERATED" in (copy / "include/shared.h").read_text()
-    assert "not executable" in (copy / "build.log").read_text()  # POST_BUILD missing.sh
+    assert "not executable" in (base / "build.log").read_text()  # POST_BUILD missing.sh
 
 
 def test_kmod_toml_root_copies_the_tree_for_a_module_below(
@@ -259,3 +260,20 @@ def test_failing_pre_build_shows_its_last_lines(tmp_path: Path, host_release: st
     assert doc["ignored_directives"] == ["DEST_MODULE_LOCATION"]
     res = run_kmod_py(["build", project, "--kernel", host_release])
     assert "  | checking for libfoo... no" in res.output
+
+
+def test_make_line_that_finds_in_the_dkms_build_dir(tmp_path: Path, host_release: str) -> None:
+    """xtables-addons' form: `find $dkms_tree/<module>/<version>/build ... -exec mv` must see
+    the files, so that path is the copy itself, not a link to it."""
+    conf = (
+        'PACKAGE_NAME="twodir"\nPACKAGE_VERSION="1.0"\n'
+        'BDIR="$dkms_tree/${PACKAGE_NAME}/${PACKAGE_VERSION}/build"\n'
+        "MAKE=\"make KDIR=$kernel_source_dir all ; find ${BDIR} -name '*.ko' "
+        "-exec mv -v {} ${BDIR} \\\\;\"\n"
+        'BUILT_MODULE_NAME[0]=core\nBUILT_MODULE_NAME[1]=extra\n'
+        'DEST_MODULE_LOCATION[0]=/updates\nDEST_MODULE_LOCATION[1]=/updates\n'
+    )
+    project = two_dir_project(tmp_path / "p", conf)
+    rc, doc = build_json(project, "--kernel", host_release)
+    assert rc == 0, (doc["error"], doc["errors"], doc["tail"])
+    assert sorted(Path(m["path"]).parent.name for m in doc["modules"]) == ["build", "build"]

@@ -48,7 +48,8 @@ class CopyLayout:
 
     root: Path  # the user's project root
     module_dir: Path  # the user's module directory (M= points at its copy)
-    copy: Path  # the per-kernel copy of root: root/.kmod-py/<release>/
+    base: Path  # the kernel's directory: root/.kmod-py/<release>/ (build.log)
+    copy: Path  # the copy of root: base itself, or base/dkms/<module>/<version>/build
 
     @property
     def make_dir(self) -> Path:
@@ -56,24 +57,41 @@ class CopyLayout:
 
     @property
     def log_path(self) -> Path:
-        return self.copy / "build.log"
+        return self.base / "build.log"
 
     @property
     def dkms_tree(self) -> Path:
-        return self.copy / ".dkms"
-
-    def dkms_build_dir(self, module: str, version: str) -> Path:
-        return self.dkms_tree / module / version / "build"
-
-    def to_user(self, path: Path) -> Path:
-        """A path in the copy -> the same file in the user's tree."""
-        try:
-            return self.root / Path(path).relative_to(self.copy)
-        except ValueError:
-            return Path(path)
+        """$dkms_tree for dkms.conf: the copy is its <module>/<version>/build, a real
+        directory (a `find $dkms_tree/...` in a MAKE line must see the files)."""
+        return self.base / DKMS_TREE
 
 
-def layout_for(module_dir: Path, release: str) -> CopyLayout:
+DKMS_TREE = "dkms"
+
+
+def _component(name: str) -> str:
+    """A dkms module name or version as one safe path component."""
+    safe = name.replace("/", "_").replace("\0", "")
+    return safe if safe not in ("", ".", "..") else "_"
+
+
+def layout_for(
+    module_dir: Path, release: str, dkms_name: tuple[str, str] | None = None
+) -> CopyLayout:
+    """The layout of one kernel's build; with dkms_name (module, version) the copy sits where
+    dkms.conf's MAKE lines look for it: $dkms_tree/<module>/<version>/build."""
     module_dir = Path(module_dir).resolve()
     root = project_root(module_dir)
-    return CopyLayout(root=root, module_dir=module_dir, copy=output_dir(root, release))
+    base = output_dir(root, release)
+    copy = base
+    if dkms_name is not None:
+        copy = base / DKMS_TREE / _component(dkms_name[0]) / _component(dkms_name[1]) / "build"
+    return CopyLayout(root=root, module_dir=module_dir, base=base, copy=copy)
+
+
+def project_root_of(path: Path) -> Path | None:
+    """The project root of a path inside a per-kernel copy (the parent of `.kmod-py`)."""
+    parts = Path(path).parts
+    if ".kmod-py" not in parts:
+        return None
+    return Path(*parts[: parts.index(".kmod-py")])

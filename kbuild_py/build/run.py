@@ -17,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kbuild_py.build.layout import CopyLayout, layout_for
+from kbuild_py.build.layout import CopyLayout, layout_for, project_root
 from kbuild_py.build.plan import BuildOptions, make_argv, target_toolchain
 from kbuild_py.build.sources import remove_stale_modules, sync_sources
 from kbuild_py.check.engine import check_module
 from kbuild_py.dkms.conf import CONF_FILE
-from kbuild_py.dkms.run import run_dkms
+from kbuild_py.dkms.run import package_of, run_dkms
 from kbuild_py.errors import KmodError
 from kbuild_py.kernels.spec import Target
 from kbuild_py.paths import output_lock
@@ -173,13 +173,9 @@ class BuildLog:
     ) -> None:
         self.result, self.layout, self.on_line = result, layout, on_line
         self.prefixes: list[tuple[str, str]] = [(f"{layout.copy}/", f"{layout.root}/")]
-        fs.remove_inside(layout.copy, result.log_path.relative_to(layout.copy))
+        fs.remove_inside(layout.base, result.log_path.relative_to(layout.base))
         self.file = open(result.log_path, "x")  # noqa: SIM115 - closed by close()
         self.recent: deque[str] = deque(maxlen=TAIL_LINES)  # the running step's last lines
-
-    def alias(self, path: Path) -> None:
-        """Another path that leads into the copy (a dkms build link), mapped back too."""
-        self.prefixes.insert(0, (f"{path}/", f"{self.layout.root}/"))
 
     def write(self, text: str) -> None:
         self.file.write(text + "\n")
@@ -258,14 +254,19 @@ def build_one(
     """Build the project for one kernel, write build.log, then check each .ko against it.
 
     `project` is the module directory; the whole project tree above it (dkms/tree.py) is
-    copied, and a dkms.conf in the module directory is followed as dkms would.
+    copied, and a dkms.conf in the module directory is followed as dkms would (its copy then
+    sits at $dkms_tree/<module>/<version>/build: build.layout).
 
     One build per project and kernel at a time: a second one waits for the lock (saying so),
     or fails at once under --no-wait (fs.POLICY)."""
-    layout = layout_for(project, target.release)
+    root = project_root(Path(project))
+    dkms = opts.follow_dkms_conf and Path(project).resolve() == root and (
+        root / CONF_FILE
+    ).is_file()
+    layout = layout_for(project, target.release, package_of(root, target) if dkms else None)
     doing = f"building {layout.root} for {target.release}"
     with fs.locked(output_lock(layout.root, target.release), doing):
-        return _build_locked(layout, target, opts, on_line, env)
+        return _build_locked(layout, target, opts, on_line, env, dkms)
 
 
 def _build_locked(
@@ -274,6 +275,7 @@ def _build_locked(
     opts: BuildOptions,
     on_line: LineCallback | None,
     env: Mapping[str, str] | None,
+    dkms: bool = False,
 ) -> BuildResult:
     outdir = layout.copy
     result = BuildResult(target=target, outdir=outdir, log_path=layout.log_path)
@@ -286,8 +288,7 @@ def _build_locked(
         log.write(f"# kernel {target.spec} ({target.release}) in {target.where}")
         for note in target_toolchain(target, opts.make_vars).notes:
             log.write(f"# {note}")
-        dkms = opts.follow_dkms_conf and (layout.root / CONF_FILE).is_file()
-        if dkms and layout.module_dir == layout.root:
+        if dkms:
             expected = run_dkms(layout, target, opts, log, env) + expected
         else:
             argv = make_argv(target, layout.make_dir, opts)
@@ -393,7 +394,7 @@ def build_all(
                 err, (fs.UnsafePathError, fs.LockBusy)
             ):
                 raise
-            outdir = layout_for(project, target.release).copy
+            outdir = layout_for(project, target.release).base
             res = BuildResult(
                 target,
                 outdir,

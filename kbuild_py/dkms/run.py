@@ -19,6 +19,7 @@ from kbuild_py.build.layout import CopyLayout
 from kbuild_py.build.sources import sync_sources
 from kbuild_py.dkms.conf import CONF_FILE, ConfContext, read_conf
 from kbuild_py.dkms.plan import DkmsPlan, plan_dkms
+from kbuild_py.seams.process import HostRunner
 
 if TYPE_CHECKING:
     from kbuild_py.build.plan import BuildOptions
@@ -75,8 +76,8 @@ def run_dkms(
     for msg in conf.messages:
         log.write(msg)
         result.notes.append(f"{CONF_FILE}: {msg}")
-    build_dir = link_dkms_paths(layout, conf.module or "module", conf.module_version or "0")
-    log.alias(build_dir)
+    build_dir = copy  # $dkms_tree/<module>/<version>/build (build.layout)
+    link_source_tree(layout, conf.module or "module", conf.module_version or "0")
     plan = plan_dkms(
         conf,
         kernelver=target.release,
@@ -157,15 +158,9 @@ def _steps(
 
 
 def fresh_copy(layout: CopyLayout) -> None:
-    """Empty the copy (its build.log and dkms links stay) and copy the sources again."""
-    keep = {layout.log_path.name, layout.dkms_tree.name}
-    for entry in layout.copy.iterdir():
-        if entry.name in keep:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    """Copy the sources again into an emptied copy (dkms's copy is its own directory)."""
+    if layout.copy != layout.base:
+        shutil.rmtree(layout.copy)
     sync_sources(layout.root, layout.copy)
 
 
@@ -178,20 +173,31 @@ def _locate(plan: DkmsPlan, layout: CopyLayout, log: BuildLog) -> None:
             log.result.missing.append(m.name)
 
 
-def link_dkms_paths(layout: CopyLayout, module: str, version: str) -> Path:
-    """Make $dkms_tree/<module>/<version>/build and $source_tree/<module>-<version> lead to
-    the copy (relative links, so they also resolve inside a container), as the MAKE lines
-    of dkms.conf files name them. Returns the build path."""
-    build = layout.dkms_build_dir(module, version)
-    src = layout.dkms_tree / "source" / f"{module}-{version}"
-    for link in (build, src):
-        if ".." in Path(module).parts or ".." in Path(version).parts or "/" in module:
-            break
-        link.parent.mkdir(parents=True, exist_ok=True)
-        target = os.path.relpath(layout.copy, link.parent)
-        if link.is_symlink() and os.readlink(link) == target:
-            continue
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target)
-    return build
+def link_source_tree(layout: CopyLayout, module: str, version: str) -> None:
+    """$source_tree/<module>-<version>, as dkms.conf files may name it, leads to the copy (a
+    relative link, so it also resolves inside a container)."""
+    if "/" in module or "/" in version or module in ("", ".", "..") or version in ("..", "."):
+        return
+    link = layout.dkms_tree / "source" / f"{module}-{version}"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = os.path.relpath(layout.copy, link.parent)
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def package_of(root: Path, target: Target) -> tuple[str, str]:
+    """PACKAGE_NAME and PACKAGE_VERSION of root/dkms.conf, read by the host's bash before the
+    copy exists (the copy's path holds them); ("module", "0") when the file names none."""
+    ctx = ConfContext(
+        kernelver=target.release,
+        kernel_source_dir=target.kdir if target.where == "host" else str(target.tree.path),
+        arch=_ARCH.get(target.tree.srcarch, target.tree.srcarch),
+        dkms_tree="/var/lib/dkms",
+        source_tree="/usr/src",
+        build_dir=str(root),
+    )
+    conf = read_conf(HostRunner(), ctx, root / CONF_FILE)
+    return conf.module or "module", conf.module_version or "0"

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from kbuild_py.build.layout import layout_for
+from kbuild_py.build.layout import layout_for, project_root_of
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
 from kbuild_py.explain.render import render_text as render_explanations
 from kbuild_py.explain.render import to_json as explanations_json
@@ -17,7 +17,8 @@ from kbuild_py.report import junit
 from kbuild_py.report.table import human_size, markdown_table, paint, table
 from kbuild_py.trust.fs import json_safe
 
-_DKMS_LINK = re.compile(r"\.dkms/[^/\s]+/[^/\s]+/build/")  # $dkms_tree/<module>/<version>/build
+# the copy of a dkms.conf project: <base>/dkms/<module>/<version>/build (build.layout)
+_DKMS_COPY = re.compile(r"(?<![\w./-])dkms/[^/\s]+/[^/\s]+/build/")
 
 
 def live_line(line: str, prefix: str = "", verbose: bool = False) -> str | None:
@@ -80,7 +81,7 @@ def render_result(res: BuildResult, project: Path) -> list[str]:
     for d in res.warnings:
         out.append("  " + paint(d.text, "yellow"))
     for ko in res.modules:
-        root = res.outdir.parent.parent  # the project tree's root (root/.kmod-py/<release>)
+        root = project_root_of(res.outdir) or res.outdir
         rel = ko.relative_to(root) if ko.is_relative_to(root) else ko
         size = human_size(ko.stat().st_size)
         out.append(f"  {rel}  {size}  vermagic: {_vermagic(res, ko).strip()}")
@@ -231,8 +232,8 @@ class LiveView:
                 print(line, file=self.stream, flush=True)
 
     def line(self, target, line: str) -> None:  # type: ignore[no-untyped-def]
-        line = line.replace(f"{layout_for(self.project, target.release).copy}/", "")
-        line = _DKMS_LINK.sub("", line)
+        line = line.replace(f"{layout_for(self.project, target.release).base}/", "")
+        line = _DKMS_COPY.sub("", line)
         shown = live_line(line, f"[{target.release}] " if self.many else "", self.verbose)
         if shown is not None:
             self._print([shown])
