@@ -270,3 +270,76 @@ def test_sig_enforce_bad_signature_and_a_module_that_loads() -> None:
     v = parse_console(good, ["m"], sig_enforce=True)
     assert v.status == "pass" and v.hints == []
     assert kernel_lines(v, "insmod", "m") == ["[    1.70] m: loaded"]
+
+
+def test_every_marker_the_script_prints_has_a_handler() -> None:
+    """guest.Marker is the protocol: the script uses only its kinds, the parser handles all."""
+    import re
+
+    from kbuild_py.boot import verdict
+    from kbuild_py.boot.guest import Marker, StepKind
+
+    assert set(verdict._HANDLERS) == set(Marker)
+    plan = GuestPlan((GuestModule("a", "a.ko.gz"), GuestModule("b", "b.ko.gz", requires=("a",))),
+                     (GuestModule("d", "d.ko.gz"),), script=True)
+    marks: set[str] = set()
+    for p in (plan, GuestPlan(plan.modules, plan.deps, script=True, separate=True)):
+        script = init_script(p)
+        marks |= set(re.findall(r"\bm (\S+) ", script))
+        assert set(re.findall(r"\bstep (\w+) ", script)) <= set(StepKind)
+    assert marks == set(Marker), marks ^ set(Marker)
+
+
+def test_skipped_markers_are_reported() -> None:
+    v = parse_console(_synthetic(
+        "@@kmod-py begin insmod m", "insmod: can't insert '/lib/m.ko.gz': No such device",
+        "@@kmod-py end insmod m 1", "@@kmod-py sysfs m absent", "@@kmod-py taint loaded 0",
+        "@@kmod-py skipped m 'rmmod skipped: a module did not load'",
+        "@@kmod-py taint end 0", "@@kmod-py done - 2.0"), ["m"])
+    assert v.status == "fail"
+    assert v.skipped == [("m", "rmmod skipped: a module did not load")]
+
+
+def test_unknown_marker_is_ignored() -> None:
+    v = parse_console(_synthetic("@@kmod-py frobnicate x y", "@@kmod-py taint end 0",
+                                 "@@kmod-py done - 2.0"), [])
+    assert v.status == "pass"
+
+
+def test_problem_during_boot_before_any_module_is_a_warning() -> None:
+    """A soft lockup while the kernel booted on a starved TCG host is not the module's."""
+    v = parse_console(_synthetic(
+        "[   24.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [swapper/0:1]",
+        "[   24.1] Call Trace:",
+        "@@kmod-py begin insmod m", "[   24.5] m: loading out-of-tree module taints kernel.",
+        "@@kmod-py end insmod m 0", "@@kmod-py sysfs m present",
+        "@@kmod-py taint loaded 28672",
+        "@@kmod-py begin rmmod m", "@@kmod-py end rmmod m 0",
+        "@@kmod-py sysfs-after m absent", "@@kmod-py taint end 28672",
+        "@@kmod-py done - 25.0").replace("taint before 0", "taint before 16384"), ["m"])
+    assert v.status == "pass", v.problems
+    assert v.warnings == ["the kernel reported 'watchdog: BUG: soft lockup - CPU#0 stuck for "
+                          "22s! [swapper/0:1]' during boot, before any module was loaded (host "
+                          "overloaded?); not counted against the module"]
+    assert v.taint_before == 16384
+    assert v.taint_text == "OE (L before loading)"  # the module added O and E, not L
+
+
+def test_problem_after_the_first_insmod_still_fails() -> None:
+    v = parse_console(_synthetic(
+        "[   20.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [swapper/0:1]",
+        "@@kmod-py begin insmod m", "@@kmod-py end insmod m 0", "@@kmod-py sysfs m present",
+        "[   24.6] watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [insmod:60]",
+        "@@kmod-py taint loaded 16384", "@@kmod-py begin rmmod m", "@@kmod-py end rmmod m 0",
+        "@@kmod-py taint end 16384", "@@kmod-py done - 25.0"), ["m"])
+    assert v.status == "fail"
+    assert "kernel reported: watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [insmod:60]" \
+        in v.problems
+    assert v.taint_text == "L"  # set after loading: the module's
+
+
+def test_boot_problem_of_a_guest_that_never_loaded_anything_fails() -> None:
+    v = parse_console(_synthetic("[   20.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"),
+                      ["m"])
+    assert v.status == "fail"
+    assert any("soft lockup" in p for p in v.problems)

@@ -3,7 +3,10 @@
 The /init script (guest.py) brackets every step with marker lines; the kernel's
 own messages fall in between. A run passes when init ran, every module loaded,
 appeared in /sys/module, the optional script exited 0, every module unloaded, and
-the kernel reported no Oops / BUG / WARNING / Call Trace / KASAN / panic / lockup.
+the kernel reported no Oops / BUG / WARNING / Call Trace / KASAN / panic / lockup once
+the first module began loading. What the kernel reported before that (a soft lockup of a
+guest starved by a loaded TCG host) is a warning, and the taint it set is not the
+module's: taint is shown relative to the `taint before` marker.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kbuild_py.boot.guest import LOADER_ARTEFACT, MARK
+from kbuild_py.boot.guest import LOADER_ARTEFACT, MARK, Marker, StepKind, TaintAt
 
 # kernel/panic.c taint_flags, by bit
 TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
@@ -87,6 +91,7 @@ class Verdict:
     init_uptime: float | None = None  # guest seconds from kernel start to /init
     steps: list[Step] = field(default_factory=list)
     sysfs: dict[str, str] = field(default_factory=dict)  # module -> present/absent after load
+    taint_before: int | None = None  # before the first module was loaded
     taint: int | None = None  # after loading
     taint_end: int | None = None  # after unloading (a WARNING at rmmod adds W here)
     excerpt: list[str] = field(default_factory=list)
@@ -102,8 +107,23 @@ class Verdict:
         return self.status == "pass"
 
     @property
+    def taint_added(self) -> int | None:
+        """The taint the loaded modules added (bits already set before loading are not
+        theirs: e.g. L when the soft-lockup watchdog fired during boot)."""
+        if self.taint is None:
+            return None
+        return self.taint & ~(self.taint_before or 0)
+
+    @property
     def taint_text(self) -> str:
-        return "-" if self.taint is None else (taint_letters(self.taint) or "none")
+        """Letters of the taint the modules added, and of what was set before them."""
+        added = self.taint_added
+        if added is None:
+            return "-"
+        text = taint_letters(added) or "none"
+        if self.taint_before:
+            text += f" ({taint_letters(self.taint_before)} before loading)"
+        return text
 
     def step(self, kind: str, name: str) -> Step | None:
         return next((s for s in self.steps if s.kind == kind and s.name == name), None)
@@ -141,12 +161,22 @@ def _excerpt(lines: list[str], start: int) -> list[str]:
     return [ln for ln in lines[start : start + EXCERPT_LINES] if MARK not in ln]
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """One marker line after MARK: `KIND NAME REST`, REST split once more for steps."""
+
+    kind: str
+    name: str
+    rest: str
+    parts: list[str]
+
+
 class _Parser:
     def __init__(self) -> None:
         self.v = Verdict(status="fail")
         self.current: Step | None = None
-        self.kernel: list[str] = []  # every non-marker line with its index in `lines`
-        self.first_problem: int | None = None
+        self.first_problem: int | None = None  # first problem line once a step began
+        self.boot_problem: int | None = None  # first problem line before any step began
         self.group = "-"
 
     def feed(self, index: int, line: str) -> None:
@@ -154,57 +184,100 @@ class _Parser:
         if LOADER_ARTEFACT in text:
             text = ""  # our own loading trick, not the module's doing (guest.pack_module)
         if text.strip():
-            if self.first_problem is None and PROBLEM.search(text):
-                self.first_problem = index
+            if PROBLEM.search(text):
+                if not self.v.steps:
+                    if self.boot_problem is None:
+                        self.boot_problem = index
+                elif self.first_problem is None:
+                    self.first_problem = index
             if self.current is not None and not self.current.exact:
                 self.current.kernel.append(text)
         if marker is not None:
-            self.marker(marker)
+            parts = marker.split(" ", 3)
+            fields = _Fields(
+                parts[0],
+                parts[1] if len(parts) > 1 else "-",
+                " ".join(parts[2:]) if len(parts) > 2 else "",
+                parts,
+            )
+            handler = _HANDLERS.get(fields.kind)
+            if handler is not None:  # an unknown marker (a newer guest script) is ignored
+                handler(self, fields)
 
-    def marker(self, marker: str) -> None:
-        parts = marker.split(" ", 3)
-        kind = parts[0]
-        name = parts[1] if len(parts) > 1 else "-"
-        rest = " ".join(parts[2:]) if len(parts) > 2 else ""
-        v = self.v
-        if kind == "begin" and len(parts) >= 3:
-            self.current = Step(kind=parts[1], name=parts[2], group=self.group)
-            v.steps.append(self.current)
-        elif kind == "group":
-            self.group = name if rest == "begin" else "-"
-            if rest == "begin":
-                v.groups.append(name)
-        elif kind == "skipped":
-            v.skipped.append((name, rest.strip("'")))
-        elif kind == "out" and self.current is not None and len(parts) >= 3:
-            self.current.output.append(marker.split(" ", 3)[3] if len(parts) > 3 else "")
-        elif kind == "kmsg" and self.current is not None and len(parts) >= 3:
-            # The ring buffer's record of this step replaces what the console interleaved.
-            if not self.current.exact:
-                self.current.exact, self.current.kernel = True, []
-            text = parts[3] if len(parts) > 3 else ""
-            if text.strip() and LOADER_ARTEFACT not in text:
-                self.current.kernel.append(text)
-        elif kind == "end" and self.current is not None and len(parts) >= 4:
-            self.current.rc = _int(parts[3])
-        elif kind == "init":
-            v.init_uptime = _float(rest)
-        elif kind == "release":
-            v.release = rest or None
-        elif kind == "taint":
-            value = _int(rest)
-            if name == "loaded" or (name == "end" and v.taint is None):
-                v.taint = value
-            if name == "end":
-                v.taint_end = value
-            self.current = None if name == "end" else self.current
-        elif kind == "sysfs":
-            v.sysfs[name] = rest
-        elif kind == "sysfs-after" and rest == "present":
-            v.problems.append(f"{name} is still in /sys/module after rmmod")
-        elif kind == "done":
-            v.finished = True
+    def begin(self, f: _Fields) -> None:
+        if len(f.parts) >= 3:
+            self.current = Step(kind=f.parts[1], name=f.parts[2], group=self.group)
+            self.v.steps.append(self.current)
+
+    def out(self, f: _Fields) -> None:
+        if self.current is not None and len(f.parts) >= 3:
+            self.current.output.append(f.parts[3] if len(f.parts) > 3 else "")
+
+    def kmsg(self, f: _Fields) -> None:
+        if self.current is None or len(f.parts) < 3:
+            return
+        # The ring buffer's record of this step replaces what the console interleaved.
+        if not self.current.exact:
+            self.current.exact, self.current.kernel = True, []
+        text = f.parts[3] if len(f.parts) > 3 else ""
+        if text.strip() and LOADER_ARTEFACT not in text:
+            self.current.kernel.append(text)
+
+    def end(self, f: _Fields) -> None:
+        if self.current is not None and len(f.parts) >= 4:
+            self.current.rc = _int(f.parts[3])
+
+    def group_mark(self, f: _Fields) -> None:
+        self.group = f.name if f.rest == "begin" else "-"
+        if f.rest == "begin":
+            self.v.groups.append(f.name)
+
+    def skipped(self, f: _Fields) -> None:
+        self.v.skipped.append((f.name, f.rest.strip("'")))
+
+    def init(self, f: _Fields) -> None:
+        self.v.init_uptime = _float(f.rest)
+
+    def release(self, f: _Fields) -> None:
+        self.v.release = f.rest or None
+
+    def taint(self, f: _Fields) -> None:
+        v, value = self.v, _int(f.rest)
+        if f.name == TaintAt.BEFORE:
+            v.taint_before = value
+        if f.name == TaintAt.LOADED or (f.name == TaintAt.END and v.taint is None):
+            v.taint = value
+        if f.name == TaintAt.END:
+            v.taint_end = value
             self.current = None
+
+    def sysfs(self, f: _Fields) -> None:
+        self.v.sysfs[f.name] = f.rest
+
+    def sysfs_after(self, f: _Fields) -> None:
+        if f.rest == "present":
+            self.v.problems.append(f"{f.name} is still in /sys/module after rmmod")
+
+    def done(self, f: _Fields) -> None:
+        self.v.finished = True
+        self.current = None
+
+
+# guest.Marker -> what the parser does with it (a per-module `taint loaded-NAME` is ignored)
+_HANDLERS: dict[str, Callable[[_Parser, _Fields], None]] = {
+    Marker.BEGIN: _Parser.begin,
+    Marker.OUT: _Parser.out,
+    Marker.KMSG: _Parser.kmsg,
+    Marker.END: _Parser.end,
+    Marker.GROUP: _Parser.group_mark,
+    Marker.SKIPPED: _Parser.skipped,
+    Marker.INIT: _Parser.init,
+    Marker.RELEASE: _Parser.release,
+    Marker.TAINT: _Parser.taint,
+    Marker.SYSFS: _Parser.sysfs,
+    Marker.SYSFS_AFTER: _Parser.sysfs_after,
+    Marker.DONE: _Parser.done,
+}
 
 
 def _int(text: str) -> int | None:
@@ -237,6 +310,13 @@ def parse_console(
         _drop_sig_artefact(v.steps)
         v.hints = _sig_hints(v.steps)
     problems = _step_problems(v, modules)
+    boot_notes: list[str] = []
+    if p.boot_problem is not None and not v.steps:  # it never got to load a module
+        p.first_problem = p.boot_problem
+    elif p.boot_problem is not None:
+        said = _strip_time(lines[p.boot_problem]).strip()
+        boot_notes.append(f"the kernel reported '{said}' during boot, before any module was "
+                          "loaded (host overloaded?); not counted against the module")
     if p.first_problem is not None:
         first = _strip_time(lines[p.first_problem]).strip()
         problems.append(f"kernel reported: {first}")
@@ -258,7 +338,7 @@ def parse_console(
         tail = [ln for ln in lines[start:] if ln.strip() and MARK not in ln]
         v.excerpt = tail[-EXCERPT_LINES:]
     v.problems = problems + v.problems
-    v.warnings = _ignored_params(v)
+    v.warnings = boot_notes + _ignored_params(v)
     v.module_problems = _group_problems(v)
     v.status = "timeout" if timed_out else ("pass" if not v.problems else "fail")
     return v
@@ -269,7 +349,7 @@ def _drop_sig_artefact(steps: list[Step]) -> None:
     first finit_module(2) of the gzipped file (guest.LOADER_ARTEFACT) is refused as an
     unsigned module, once per load; busybox then loads the real bytes, whose verdict counts."""
     for s in steps:
-        if s.kind in ("insmod", "dep", "require"):
+        if s.kind in (StepKind.INSMOD, StepKind.DEP, StepKind.REQUIRE):
             i = next((i for i, k in enumerate(s.kernel) if SIG_UNSIGNED in k), None)
             if i is not None:
                 del s.kernel[i]
@@ -326,7 +406,7 @@ def _group_problems(v: Verdict) -> dict[str, list[str]]:
             probs.append(f"kernel reported: {_strip_time(bad).strip()}")
         if mine and mine[-1].rc is None:
             probs.append(f"{mine[-1].kind} {mine[-1].name} never returned")
-        if not any(s.kind == "insmod" for s in mine):
+        if not any(s.kind == StepKind.INSMOD for s in mine):
             probs += [why for name, why in v.skipped if name == g]
         out[g] = probs
     return out
@@ -337,15 +417,15 @@ def _step_problems(v: Verdict, modules: list[str]) -> list[str]:
     for s in v.steps:
         if s.rc in (None, 0):
             continue
-        what = {"dep": "in-kernel dependency", "script": "script",
-                "require": "required module", "unrequire": "rmmod of required module"}.get(
-            s.kind, s.kind)
-        if s.kind == "script":
+        what = {StepKind.DEP: "in-kernel dependency", StepKind.SCRIPT: "script",
+                StepKind.REQUIRE: "required module",
+                StepKind.UNREQUIRE: "rmmod of required module"}.get(s.kind, s.kind)
+        if s.kind == StepKind.SCRIPT:
             problems.append(f"script exited {s.rc}" + (f": {s.output[-1]}" if s.output else ""))
         else:
             problems.append(f"{what} {s.name} failed (exit {s.rc}): {_reason(s)}")
     for name in modules:
-        ins = v.step("insmod", name)
+        ins = v.step(StepKind.INSMOD, name)
         if ins is None:
             continue
         if ins.rc == 0 and v.sysfs.get(name) == "absent":

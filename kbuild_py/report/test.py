@@ -129,7 +129,7 @@ def to_dict(r: TestResult, base: Path | None = None) -> dict[str, Any]:
     if v is not None:
         d.update({
             "problems": v.problems, "taint": v.taint, "taint_flags": v.taint_text,
-            "taint_at_end": v.taint_end,
+            "taint_at_end": v.taint_end, "taint_before": v.taint_before,
             "guest_uptime_at_init": v.init_uptime, "guest_release": v.release,
             "sysfs": v.sysfs, "excerpt": v.excerpt, "warnings": v.warnings, "hints": v.hints,
             "skipped": [{"module": n, "reason": why} for n, why in v.skipped],
