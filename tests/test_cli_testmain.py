@@ -25,7 +25,7 @@ def test_plain_forms_parse() -> None:
         "path": Path("."), "kernel": None, "ko": None, "param": None, "module": None,
         "make_var": None, "script": None,
         "timeout": None, "jobs": 1, "accel": "auto", "as_json": False, "junit": None,
-        "mirror": None, "verbose": False, "sig_enforce": False, "sign": False,
+        "mirror": None, "verbose": False, "sig_enforce": False, "sign": False, "no_wait": False,
     }  # fmt: skip
     enforced = parse_fast(["--ko", "m.ko", "--sig-enforce"])
     assert enforced is not None and enforced["sig_enforce"] and not enforced["sign"]
