@@ -9,8 +9,9 @@ from pathlib import Path
 import checkdata
 import pytest
 
-from kbuild_py.check.elf.modfile import SHN_UNDEF, read_module
+from kbuild_py.check.elf.modfile import read_module
 from kbuild_py.check.elf.signature import Pkcs7Error, hex_colon, parse_pkcs7
+from kbuild_py.check.elf.symbols import SHN_UNDEF
 from kbuild_py.check.elf.symvers import parse_symvers, read_symvers
 from kbuild_py.errors import ModuleReadError
 from kbuild_py.kernels.buildtree import BuildTree

@@ -15,14 +15,9 @@ from collections.abc import Iterator
 from itertools import repeat
 from operator import and_
 
-from kbuild_py.check.elf.modfile import (
-    ET_REL,
-    SHF_EXECINSTR,
-    SHF_WRITE,
-    SHN_UNDEF,
-    ModuleFile,
-)
+from kbuild_py.check.elf.modfile import ET_REL, SHF_EXECINSTR, SHF_WRITE, ModuleFile
 from kbuild_py.check.elf.signature import PKEY_ID_PKCS7, has_magic
+from kbuild_py.check.elf.symbols import SHN_UNDEF
 from kbuild_py.check.model import Issue, Rule, Skip, TargetInfo, module_rule, target_rule
 from kbuild_py.licenses import GPL_COMPATIBLE
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 import sys
 from functools import cached_property
@@ -23,20 +24,11 @@ from typing import NamedTuple
 from kbuild_py.check.elf import decompress as _dec
 from kbuild_py.check.elf.decompress import compression_of  # noqa: F401 - re-exported
 from kbuild_py.check.elf.signature import read_trailer
-from kbuild_py.check.elf.symbols import (  # noqa: F401 - re-exported: callers import them from here
-    SHN_ABS,
-    SHN_COMMON,
-    SHN_UNDEF,
-    STB_WEAK,
-    ModuleSymbols,
-    Symbol,
-)
+from kbuild_py.check.elf.symbols import ModuleSymbols
 from kbuild_py.errors import ModuleReadError
 
-SIG_MAGIC = b"~Module signature appended~\n"
-
-SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 2, 3, 8
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+SHT_NOBITS = 8
+SHF_WRITE, SHF_EXECINSTR = 0x1, 0x4
 ET_REL = 1
 
 EM_NAMES = {
@@ -102,8 +94,6 @@ def _open(path: Path) -> tuple[bytes | mmap.mmap, str | None]:
         raise _fail(path, f"cannot open ({err.strerror})") from None
     try:
         st = os.fstat(fd)
-        import stat
-
         if stat.S_ISDIR(st.st_mode):
             raise _fail(path, "is a directory")
         if not stat.S_ISREG(st.st_mode):
