@@ -9,12 +9,15 @@ Under CI (CI=true) a missing component is a failure, never a skip.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +31,71 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["KMOD_PY_CACHE"] = str(base / "kmod-py-tests")
     Path(os.environ["KMOD_PY_CACHE"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("NO_COLOR", "1")
+
+
+# --- the unit tier is offline, headerless and daemonless, provably --------------------------
+
+TIERS = frozenset({"headers", "docker", "qemu", "network"})
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# fixtures that only a test of that tier may use
+TIER_FIXTURES = {"host_release": "headers", "docker_client": "docker"}
+
+
+def _loopback(host: object) -> bool:
+    if not isinstance(host, str) or host in ("", "localhost"):
+        return host in ("", "localhost")
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test without a tier marker (headers, docker, qemu, network) is a unit test: it fails
+    loudly if it opens a socket to anything but loopback, talks to the Docker daemon, or uses
+    a fixture of another tier (host headers, a Docker client). Mark the test instead."""
+    marks = {m.name for m in request.node.iter_markers()}
+    if marks & TIERS:
+        return
+    name = request.node.nodeid
+    for fixture, tier in TIER_FIXTURES.items():
+        if fixture in request.fixturenames:
+            pytest.fail(f"{name} uses {fixture} but is not marked {tier}", pytrace=False)
+
+    def refuse(what: str) -> None:
+        pytest.fail(f"unit test {name} reached {what}: mark it network/docker or use a fake",
+                    pytrace=False)
+
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family == socket.AF_UNIX:
+            path = address.decode() if isinstance(address, bytes) else str(address)
+            if path in DOCKER_SOCKETS:
+                refuse(f"the Docker daemon ({path})")
+        elif sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            refuse(f"the network ({address[0]}:{address[1]})")
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        check(sock, address)
+        return real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        check(sock, address)
+        return real_connect_ex(sock, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kw: Any) -> Any:
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host is not None and not _loopback(host):
+            refuse(f"a DNS lookup of {host}")
+        return real_getaddrinfo(host, *args, **kw)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 def require(condition: bool, what: str) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from kbuild_py.build.plan import BuildOptions
 from kbuild_py.build.run import build_all
-from kbuild_py.seams.docker import RUN_LABEL, DockerRunner, abort_all
+from kbuild_py.seams import process
+from kbuild_py.seams.docker import RUN_LABEL, DockerRunner
 
 pytestmark = pytest.mark.docker
 SPECS = ("debian:bookworm", "debian:trixie", "debian:trixie-backports")
@@ -235,7 +236,7 @@ def test_runner_exit_code_env_lines_and_isolation(tmp_path: Path, docker_client,
     assert res.returncode != 0  # nothing else mounted, no network
 
 
-def test_abort_all_stops_a_runner_in_another_thread(tmp_path: Path, docker_client,  # type: ignore[no-untyped-def]
+def test_cancel_all_stops_a_runner_in_another_thread(tmp_path: Path, docker_client,  # type: ignore[no-untyped-def]
                                                     debian_targets) -> None:
     runner = DockerRunner(debian_targets["debian:bookworm"].where, docker_client)
     out: list = []
@@ -250,8 +251,11 @@ def test_abort_all_stops_a_runner_in_another_thread(tmp_path: Path, docker_clien
     assert host["Privileged"] is False
     assert c.attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
     assert host["Binds"] == [f"{tmp_path.resolve()}:{tmp_path.resolve()}:rw"]
-    assert abort_all() == 1
-    th.join(timeout=30)
+    try:
+        process.cancel_all()  # what Ctrl-C does: the one registry removes the container
+        th.join(timeout=30)
+    finally:
+        process.rearm()
     assert not th.is_alive() and out[0].returncode == 130
     assert containers_of(docker_client, os.getpid()) == []
 

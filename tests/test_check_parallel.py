@@ -9,6 +9,7 @@ import pytest
 from kbuild_py.check.parallel import run_many
 
 
+@pytest.mark.headers
 @pytest.mark.parametrize("jobs", [2, 3])
 def test_both_ends_meet_without_gaps_or_repeats(built_hello: Path, tmp_path: Path,
                                                 jobs: int) -> None:  # fmt: skip

@@ -131,3 +131,37 @@ def test_dists_and_security_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KMOD_PY_DEBIAN_SECURITY_MIRROR", "http://sec.example/ds/")
     assert debian.security_url("http://mirror.example/debian") == "http://sec.example/ds"
     assert Archive("bookworm-security").mirror == "http://sec.example/ds"
+
+
+class DpkgDeb:
+    """A fake host-process seam standing in for dpkg-deb."""
+
+    def __init__(self, rc: int = 0, lines: tuple[str, ...] = (), timed_out: bool = False) -> None:
+        self.rc, self.lines, self.timed_out = rc, lines, timed_out
+        self.argv: list[str] = []
+
+    def run(self, argv, *, cwd=None, env=None, timeout=None, on_line=None):  # type: ignore[no-untyped-def]
+        from kbuild_py.seams.process import Result
+
+        self.argv = list(argv)
+        for line in self.lines:
+            if on_line:
+                on_line(line)
+        return Result(self.rc, self.timed_out)
+
+
+def test_extract_deb_goes_through_the_process_seam(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from kbuild_py.debian.archive import extract_deb
+    from kbuild_py.errors import MirrorError
+
+    ok = DpkgDeb()
+    assert extract_deb(tmp_path / "a.deb", tmp_path / "out", runner=ok) == tmp_path / "out"
+    assert ok.argv == ["dpkg-deb", "-x", str(tmp_path / "a.deb"), str(tmp_path / "out")]
+    assert (tmp_path / "out").is_dir()
+    bad = DpkgDeb(2, ("dpkg-deb: error: 'a.deb' is not a Debian format archive",))
+    with pytest.raises(MirrorError, match="dpkg-deb -x a.deb failed: .*not a Debian format"):
+        extract_deb(tmp_path / "a.deb", tmp_path / "out", runner=bad)
+    with pytest.raises(MirrorError, match="took longer than 600 s"):
+        extract_deb(tmp_path / "a.deb", tmp_path / "out", runner=DpkgDeb(-9, timed_out=True))

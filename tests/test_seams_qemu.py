@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kbuild_py.errors import InfraError
-from kbuild_py.seams import qemu
+from kbuild_py.seams import process, qemu
 from kbuild_py.seams.qemu import BootResult, RunOutcome, VmSpec, boot, qemu_argv
 
 SPEC = VmSpec(kernel=Path("/k/vmlinuz"), initrd=Path("/k/initrd.gz"))
@@ -158,7 +158,7 @@ def test_host_seam_kills_the_whole_group_on_timeout(tmp_path: Path) -> None:
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(child), "a grandchild of the killed QEMU stand-in survived"
-    assert not qemu._live
+    assert not process._cancel_callbacks  # the guest left the one cancel registry
 
 
 def test_host_seam_silence_deadline(tmp_path: Path) -> None:
@@ -173,3 +173,28 @@ def test_host_seam_silence_deadline(tmp_path: Path) -> None:
 def test_missing_qemu_binary_is_an_infra_error(tmp_path: Path) -> None:
     with pytest.raises(InfraError, match="not found"):
         qemu.HostQemu().run(["/nonexistent/qemu-system-x86_64"], tmp_path / "c", timeout=5)
+
+
+def test_cancel_all_kills_a_running_guest_and_refuses_new_ones(tmp_path: Path) -> None:
+    """One registry: process.cancel_all() (what Ctrl-C does) stops QEMU like any process."""
+    import threading
+
+    code = "import time\nprint('up', flush=True)\ntime.sleep(600)\n"
+    out: list[RunOutcome] = []
+    th = threading.Thread(target=lambda: out.append(
+        qemu.HostQemu().run(_py(code), tmp_path / "c.log", timeout=120)))
+    th.start()
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "c.log").exists() or not (tmp_path / "c.log").read_text():
+        assert time.monotonic() < deadline, "the stand-in never started"
+        time.sleep(0.05)
+    try:
+        process.cancel_all()
+        th.join(timeout=15)
+        assert not th.is_alive() and out[0].returncode is not None and not out[0].timed_out
+        with pytest.raises(InfraError, match="interrupted"):
+            qemu.HostQemu().run(_py(code), tmp_path / "d.log", timeout=120)
+        assert not (tmp_path / "d.log").exists()
+    finally:
+        process.rearm()
+    assert not process._cancel_callbacks

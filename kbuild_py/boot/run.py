@@ -12,7 +12,6 @@ import dataclasses
 import struct
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from kbuild_py.debian.suites import arch_of
 from kbuild_py.errors import InfraError, KmodError, UsageError
 from kbuild_py.paths import cache_dir
 from kbuild_py.seams import qemu
-from kbuild_py.seams.process import signals_to_main_thread
+from kbuild_py.seams.process import parallel_map
 
 DEFAULT_TIMEOUT = 120.0
 SIG_ENFORCE = "module.sig_enforce=1"  # refuse modules without a trusted signature
@@ -307,16 +306,8 @@ def run_all(
             on_done(res)
         return res
 
-    if parallel <= 1 or len(jobs) <= 1:
-        return [one(j) for j in jobs]
-    pool = ThreadPoolExecutor(max_workers=parallel, initializer=signals_to_main_thread)
-    try:
-        return list(pool.map(one, jobs))
-    except BaseException:
-        qemu.kill_all(stop=True)  # Ctrl-C/SIGTERM: no worker's QEMU outlives us
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    # Ctrl-C/SIGTERM: parallel_map cancels every worker's QEMU and refuses new ones
+    return parallel_map(one, jobs, parallel)
 
 
 def vermagic_release(ko: Path) -> str:

@@ -13,7 +13,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from kbuild_py.dkms.run import package_of, run_dkms
 from kbuild_py.errors import KmodError
 from kbuild_py.kernels.spec import Target
 from kbuild_py.paths import output_lock
-from kbuild_py.seams.process import Result, cancel_all, signals_to_main_thread
+from kbuild_py.seams.process import Result, parallel_map
 from kbuild_py.signing.service import BuildSigning, sign_built
 from kbuild_py.trust import fs
 
@@ -408,23 +407,11 @@ def build_all(
         if fail_fast and not res.ok:
             stop.set()
 
-    if jobs <= 1 or len(targets) <= 1:
-        for i, t in enumerate(targets):
-            one(i, t)
-    else:
-        # Workers block SIGINT/SIGTERM so the main thread always receives them and can
-        # cancel every running build (a signal taken by a worker would leave it waiting).
-        pool = ThreadPoolExecutor(max_workers=jobs, initializer=signals_to_main_thread)
-        futures = [pool.submit(one, i, t) for i, t in enumerate(targets)]
-        try:
-            for fut in futures:
-                fut.result()
-        except BaseException:
-            stop.set()
-            cancel_all()  # kill running makes / remove containers, then let threads finish
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    try:  # an interrupt cancels every running make and container (parallel_map)
+        parallel_map(lambda it: one(*it), list(enumerate(targets)), jobs)
+    except BaseException:
+        stop.set()
+        raise
     return [results[i] for i in sorted(results)]
 
 

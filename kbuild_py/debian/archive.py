@@ -15,7 +15,6 @@ import json
 import lzma
 import os
 import re
-import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,9 +26,10 @@ from kbuild_py.debian.suites import (
     flavour_of,
     release_of,
 )
-from kbuild_py.errors import MirrorError, UsageError, VerificationError
+from kbuild_py.errors import InfraError, MirrorError, UsageError, VerificationError
 from kbuild_py.paths import cache_dir
 from kbuild_py.seams.http import Http
+from kbuild_py.seams.process import HostRunner, Runner
 from kbuild_py.trust.archive import SignedSuite, fetch_verified
 from kbuild_py.trust.packages import Package, parse_packages
 
@@ -180,24 +180,20 @@ def _version_key(v: str) -> list[tuple[int, object]]:
     return [(0, int(x)) if x.isdigit() else (1, x) for x in re.findall(r"\d+|[A-Za-z]+|~", v)]
 
 
-def extract_deb(deb: Path, dest: Path) -> Path:
-    """Unpack a .deb's data into dest with dpkg-deb (dest is created)."""
+def extract_deb(deb: Path, dest: Path, runner: Runner | None = None) -> Path:
+    """Unpack a .deb's data into dest with dpkg-deb (dest is created), through the host-process
+    seam (unit tests pass a fake Runner)."""
     dest.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
     try:
-        subprocess.run(
-            ["dpkg-deb", "-x", str(deb), str(dest)],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-    except FileNotFoundError as e:
+        res = (runner or HostRunner()).run(["dpkg-deb", "-x", str(deb), str(dest)],
+                                           timeout=600, on_line=lines.append)
+    except InfraError as e:  # dpkg-deb missing
         raise MirrorError("dpkg-deb not found", "apt-get install dpkg") from e
-    except subprocess.TimeoutExpired as e:
-        raise MirrorError(f"dpkg-deb -x {deb.name} took longer than 600 s", "check the disk") from e
-    except subprocess.CalledProcessError as e:
-        raise MirrorError(
-            f"dpkg-deb -x {deb.name} failed: {e.stderr.decode(errors='replace').strip()}"
-        ) from e
+    if res.timed_out:
+        raise MirrorError(f"dpkg-deb -x {deb.name} took longer than 600 s", "check the disk")
+    if res.returncode != 0:
+        raise MirrorError(f"dpkg-deb -x {deb.name} failed: {' '.join(lines[-3:]).strip()}")
     return dest
 
 

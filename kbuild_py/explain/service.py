@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from kbuild_py.explain.model import Explanation, Lookup, Mention
 from kbuild_py.kernels.host import host_releases
 from kbuild_py.paths import cache_dir
 from kbuild_py.seams.docker import docker_client
-from kbuild_py.seams.process import signals_to_main_thread
+from kbuild_py.seams.process import parallel_map
 
 Say = Callable[[str], None]
 
@@ -107,12 +106,8 @@ def explain(
         return [Explanation(m, failing=failing) for m in mentions]
     # One grep per kernel at most; they run side by side (grep is a separate process).
     known = indexes or {}
-    with ThreadPoolExecutor(
-        max_workers=min(4, len(trees)), initializer=signals_to_main_thread
-    ) as pool:
-        per_tree = list(
-            pool.map(lambda t: lookup_all(t, mentions, run, known.get(t.kernel.release)), trees)
-        )
+    per_tree = parallel_map(lambda t: lookup_all(t, mentions, run, known.get(t.kernel.release)),
+                            trees, min(4, len(trees)))
     out = []
     for i, mention in enumerate(mentions):
         lookups: list[Lookup] = [found[i] for found in per_tree]

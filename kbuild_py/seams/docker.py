@@ -143,7 +143,7 @@ class DockerRunner:
     The container runs as the caller's uid:gid, with cwd (the per-kernel output
     directory) bind-mounted at the same path and as working directory, no network,
     never privileged. Output lines stream to on_line; the container is removed in
-    every case (success, failure, timeout, KeyboardInterrupt, abort_all()).
+    every case (success, failure, timeout, KeyboardInterrupt, process.cancel_all()).
     """
 
     def __init__(self, image: str, client: Any = None, network: bool = False) -> None:
@@ -277,7 +277,7 @@ def _daemon_lost(image: str, err: BaseException) -> InfraError:
 
 
 def _follow(container: Any, on_line: LineSink | None) -> int:
-    """Stream the container's output, then its exit code (130 if abort_all() removed it)."""
+    """Stream the container's output, then its exit code (130 if cancel_all() removed it)."""
     from docker.errors import APIError, NotFound
 
     try:
@@ -291,7 +291,7 @@ def _follow(container: Any, on_line: LineSink | None) -> int:
 
 
 def _aborted(container: Any) -> bool:
-    """abort_all()/cancel_all() took the container out of the live set before we did."""
+    """process.cancel_all() took the container out of the live set before we did."""
     with _live_lock:
         return container.id not in _live
 
@@ -334,22 +334,6 @@ def _forget(container: Any) -> None:
     except APIError as e:
         if e.status_code != 409:  # 409: removal already in progress
             raise
-
-
-def abort_all() -> int:
-    """Remove every container this process is running builds in (any thread). Returns the count.
-
-    The runners blocked on those containers then return (exit code 130) promptly.
-    process.cancel_all() does the same through the callbacks each run registers.
-    """
-    with _live_lock:
-        live = list(_live.values())
-    for c in live:
-        try:
-            _forget(c)
-        except Exception:  # noqa: BLE001 - best effort during an abort
-            pass
-    return len(live)
 
 
 def leftover_containers(client: Any = None) -> list[Any]:

@@ -2,19 +2,25 @@
 
 Everything kmod-py runs on the host (make, sign-file, dpkg-deb ...) goes through a
 Runner. Unit tests pass a fake Runner; nothing patches the subprocess module.
+
+It is also the one place that stops things: the cancel registry every running process,
+QEMU guest (seams.qemu) and container (seams.docker) registers with, the one process-group
+kill, and the one parallel map that builds and boots run their workers through.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from kbuild_py.errors import InfraError
 
@@ -58,6 +64,14 @@ def cancel_all() -> None:
             pass
 
 
+atexit.register(cancel_all)  # nothing kmod-py started outlives the interpreter
+
+
+def rearm() -> None:
+    """Accept new work after cancel_all() (a process that carries on, e.g. the test suite)."""
+    _cancelled.clear()
+
+
 def signals_to_main_thread() -> None:
     """In a worker thread, block SIGINT/SIGTERM so the kernel delivers them to the main
     thread, whose handler (KeyboardInterrupt -> cancel_all()) stops every process; a signal
@@ -68,6 +82,31 @@ def signals_to_main_thread() -> None:
 
 def cancelled() -> bool:
     return _cancelled.is_set()
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> list[R]:
+    """fn over items, `jobs` at a time on worker threads; results in item order.
+
+    Workers block SIGINT/SIGTERM, so the main thread always receives them; its
+    KeyboardInterrupt cancels every registered process, container and guest, then waits for
+    the workers to return before it propagates. An error in one item propagates once the
+    running items are done (it cancels nothing: explain's greps run inside build workers).
+    """
+    todo = list(items)
+    if jobs <= 1 or len(todo) <= 1:
+        return [fn(x) for x in todo]
+    pool = ThreadPoolExecutor(max_workers=jobs, initializer=signals_to_main_thread)
+    try:
+        return list(pool.map(fn, todo))
+    except (KeyboardInterrupt, SystemExit):
+        cancel_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -121,9 +160,9 @@ class HostRunner:
 
         def kill() -> None:
             timed_out.set()
-            _kill_group(proc)
+            kill_group(proc)
 
-        token = on_cancel(lambda: _kill_group(proc))
+        token = on_cancel(lambda: kill_group(proc))
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.daemon = True
@@ -135,7 +174,7 @@ class HostRunner:
                     on_line(raw.decode("utf-8", "replace").rstrip("\n"))
             rc = proc.wait()
         except BaseException:
-            _kill_group(proc)
+            kill_group(proc)
             raise
         finally:
             forget(token)
@@ -144,15 +183,17 @@ class HostRunner:
         return Result(rc, timed_out.is_set(), time.monotonic() - start)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Stop proc's whole process group (it was started with start_new_session): SIGTERM, and
+    SIGKILL after `grace` seconds (at once when grace is 0); returns once proc is reaped."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=grace if grace > 0 else 10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    except ProcessLookupError:
+            proc.wait(timeout=10)
+    except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
         pass

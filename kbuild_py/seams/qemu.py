@@ -9,7 +9,6 @@ that prints nothing within a short deadline is killed and booted again under TCG
 
 from __future__ import annotations
 
-import atexit
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from typing import Protocol
 
 from kbuild_py.errors import InfraError
 from kbuild_py.paths import cache_dir
+from kbuild_py.seams import process
 
 QEMU = "qemu-system-x86_64"
 # Per Debian architecture: the QEMU program, machine (+ CPU) and serial console. arm64 boots
@@ -96,35 +96,6 @@ class Qemu(Protocol):
     ) -> RunOutcome: ...
 
 
-_live: set[subprocess.Popen[bytes]] = set()
-_live_lock = threading.Lock()
-_stopping = threading.Event()
-
-
-def kill_all(stop: bool = False) -> None:
-    """Kill every QEMU this process started and that still runs; `stop` refuses new ones."""
-    with _live_lock:
-        if stop:
-            _stopping.set()
-        procs = list(_live)
-    for proc in procs:
-        _kill_group(proc)
-
-
-atexit.register(kill_all)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 def _load_prctl():  # type: ignore[no-untyped-def]
     try:
         import ctypes
@@ -159,17 +130,20 @@ class HostQemu:
     ) -> RunOutcome:
         console.parent.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
-        with _live_lock:
-            if _stopping.is_set():
-                raise InfraError("interrupted: not starting QEMU")
-            try:
-                proc = subprocess.Popen(
-                    list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
-                )
-            except FileNotFoundError as e:
-                raise InfraError(f"{argv[0]}: not found", "install qemu-system-x86") from e
-            _live.add(proc)
+        if process.cancelled():
+            raise InfraError("interrupted: not starting QEMU")
+        try:
+            proc = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        except FileNotFoundError as e:
+            raise InfraError(f"{argv[0]}: not found", "install qemu-system-x86") from e
+        # a guest has nothing to save: SIGKILL at once (and at once if already cancelled)
+        token = process.on_cancel(lambda: process.kill_group(proc, grace=0))
+        if process.cancelled():  # cancelled while it started: already killed
+            process.forget(token)
+            raise InfraError("interrupted: QEMU stopped")
         got_output = threading.Event()
         err_chunks: list[bytes] = []
         with open(console, "wb") as log:
@@ -183,9 +157,8 @@ class HostQemu:
             try:
                 outcome = self._wait(proc, start, timeout, silence_deadline, got_output)
             finally:
-                _kill_group(proc)
-                with _live_lock:
-                    _live.discard(proc)
+                process.kill_group(proc, grace=0)
+                process.forget(token)
                 for t in threads:
                     t.join(timeout=5)
         outcome.stderr = b"".join(err_chunks).decode("utf-8", "replace")
