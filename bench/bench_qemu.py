@@ -131,12 +131,14 @@ def main() -> None:
             return
         vt = time.perf_counter() - t
         out = p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
-        ok = "hello_module: unloaded" in out
-        if not ok:
-            print(f"virtme-ng                    failed (exit {p.returncode}): {out[-300:]!r}")
+        # a run is a measurement only if vng succeeded AND the module really went in and out:
+        # the message alone is not enough (vng once exited 255 after printing it)
+        if p.returncode != 0 or "hello_module: unloaded" not in out:
+            print(f"virtme-ng                    INVALID run (exit {p.returncode}, "
+                  f"{vt:.2f} s; no ratio): {out[-300:]!r}")
             return
         print(f"virtme-ng (vng --run)    {vt:6.2f} s  ratio {vt / anchor:5.2f}x  "
-              f"kmod-py is {vt / kmod:4.1f}x faster  (vng exit {p.returncode})")
+              f"kmod-py is {vt / kmod:4.1f}x faster")
 
 
 if __name__ == "__main__":
