@@ -29,8 +29,10 @@ test: setup lint wheel
 test-slow: setup wheel
 	KMOD_PY_BIN=$(CURDIR)/$(WHEEL_VENV)/bin/kmod-py $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
+# lint and types ([tool.mypy] in pyproject: kbuild_py, warn_unused_ignores), before pytest
 lint: setup
 	$(VENV)/bin/ruff check kbuild_py tests bench
+	$(VENV)/bin/mypy
 
 # A tiny kernel that trusts the tests' signing key (slow test: tests/test_signing_tiny_kernel.py).
 # Built once per machine from Debian's linux-source-6.1 (~10-20 minutes on two cores), cached.

@@ -289,7 +289,7 @@ def run_all(
     *,
     parallel: int = 1,
     on_done: Callable[[TestResult], None] | None = None,
-    **kw,  # type: ignore[no-untyped-def]
+    **kw,
 ) -> list[TestResult]:
     """run_one for every job, `parallel` at a time; results in job order."""
     given = kw.pop("busybox", None)

@@ -417,9 +417,10 @@ def _step_problems(v: Verdict, modules: list[str]) -> list[str]:
     for s in v.steps:
         if s.rc in (None, 0):
             continue
-        what = {StepKind.DEP: "in-kernel dependency", StepKind.SCRIPT: "script",
+        labels: dict[str, str] = {StepKind.DEP: "in-kernel dependency", StepKind.SCRIPT: "script",
                 StepKind.REQUIRE: "required module",
-                StepKind.UNREQUIRE: "rmmod of required module"}.get(s.kind, s.kind)
+                StepKind.UNREQUIRE: "rmmod of required module"}
+        what = labels.get(s.kind, s.kind)
         if s.kind == StepKind.SCRIPT:
             problems.append(f"script exited {s.rc}" + (f": {s.output[-1]}" if s.output else ""))
         else:

@@ -69,8 +69,8 @@ def sync_sources(project: Path, outdir: Path) -> None:
     fs.write_replacing(
         manifest, "".join(f"{r}\n" for r in sorted(now) if "\n" not in r).encode(*raw)
     )
-    for rel in files:
-        src, dst = project / rel, outdir / rel
+    for path in files:
+        src, dst = project / path, outdir / path
         st = src.stat()
         try:
             dt = dst.lstat()
@@ -78,7 +78,7 @@ def sync_sources(project: Path, outdir: Path) -> None:
             dt = None
         if dt is not None and dt.st_size == st.st_size and dt.st_mtime_ns == st.st_mtime_ns:
             continue
-        fs.make_dirs(outdir, rel.parent)
+        fs.make_dirs(outdir, path.parent)
         fs.copy_file(src, dst)
 
 

@@ -97,7 +97,7 @@ def run_many(
     )
     if target is not None:
         target.warm()
-    names = list(map(os.fspath, paths))
+    names = [os.fspath(p) for p in paths]
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     jobs = jobs if jobs is not None else ((ncpu or 1) if len(names) >= PARALLEL_MIN else 1)
     # Per-file objects die by reference counting; the cyclic collector would only walk
@@ -139,9 +139,9 @@ def _forked(names: list[str], jobs: int) -> Iterator[Outcome]:
         if pid == 0:  # child: never returns into the caller's stack
             code = 1
             try:
-                done = _back(names, counter, first) if back else _slice(names, first, stop)
+                part = _back(names, counter, first) if back else _slice(names, first, stop)
                 with os.fdopen(fd, "wb") as fh:
-                    pickle.dump(done, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(part, fh, protocol=pickle.HIGHEST_PROTOCOL)
                 code = 0
             finally:
                 os._exit(code)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kbuild_py.check.engine import target_info
+from kbuild_py.check.model import TargetInfo
 from kbuild_py.check.parallel import collect, run_many
 from kbuild_py.check.target import struct_module_size
 from kbuild_py.errors import KmodError, UsageError
@@ -21,7 +22,7 @@ class Say(Protocol):
     def __call__(self, line: str, *, red: bool = False) -> None: ...
 
 
-def _targets(kernel: str | None, kdir: Path | None, say: Say) -> list:  # type: ignore[type-arg]
+def _targets(kernel: str | None, kdir: Path | None, say: Say) -> list:
     """Build trees to check against: --kdir, --kernel SPEC, else kmod.toml's kernels (resolved
     like `kmod-py build` does), else none: only the target-free rules run."""
     specs = [kernel] if kernel else []
@@ -90,7 +91,8 @@ def run_check(
         from kbuild_py.signing.verify import load_trusted
 
         trusted = load_trusted(cert)  # read once, before the workers fork
-    infos = [target_info(t, extra_symbols) for t in _targets(kernel, kdir, say)] or [None]
+    infos: list[TargetInfo | None] = [
+        target_info(t, extra_symbols) for t in _targets(kernel, kdir, say)] or [None]
     if extra_symbols and infos == [None]:
         say("warning: --extra-symbols has no effect without a target kernel "
             "(--kernel, --kdir or kernels in kmod.toml)")
@@ -110,7 +112,7 @@ def run_check(
                 say(f"error: {_printable(o.error)}", red=True)
                 dicts.append(rc.unreadable_dict(o.path, o.error))
                 continue
-            dicts.append(o.data)
+            dicts.append(o.data if o.data is not None else {})
             if mode == "field":
                 _emit(out, "".join(v + "\n" for v in o.payload))  # type: ignore[attr-defined]
             elif mode == "text":
@@ -131,8 +133,9 @@ def run_check(
 class _Pending:
     """Text reports (already bytes, encoded in the workers) written 256 KiB at a time."""
 
-    def __init__(self, out) -> None:  # type: ignore[no-untyped-def]
-        self.out, self.parts, self.size = out, [], 0
+    def __init__(self, out) -> None:
+        self.out, self.size = out, 0
+        self.parts: list[bytes] = []
 
     def add(self, data: bytes) -> None:
         self.parts.append(data)
@@ -148,12 +151,12 @@ class _Pending:
             _write(self.out, data)
 
 
-def _emit(out, text: str) -> None:  # type: ignore[no-untyped-def]
+def _emit(out, text: str) -> None:
     """Write text; bytes a module held that are not UTF-8 go out as they were (like modinfo)."""
     _write(out, text.encode("utf-8", "surrogateescape"))
 
 
-def _write(out, data: bytes) -> None:  # type: ignore[no-untyped-def]
+def _write(out, data: bytes) -> None:
     buf = getattr(out, "buffer", None)
     if buf is not None:
         out.flush()

@@ -81,7 +81,7 @@ def compare(committed: str, generated: str, name: str) -> Drift | None:
     lines = tuple(diff)
     if not reasons:
         removed = sum(1 for d in lines if d[:1] == "-" and not d.startswith("---"))
-        added = sum(1 for d in lines if d[:1] == "+" and not d.startswith("+++"))
-        changed = max(removed, added)
-        reasons.append(f"{changed} line(s) differ (edited by hand, or another kmod-py version)")
+        inserted = sum(1 for d in lines if d[:1] == "+" and not d.startswith("+++"))
+        differ = max(removed, inserted)
+        reasons.append(f"{differ} line(s) differ (edited by hand, or another kmod-py version)")
     return Drift(tuple(reasons), lines)

@@ -31,7 +31,7 @@ def fail(err: KmodError) -> None:
 def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM acts like Ctrl-C meanwhile: running builds, containers and guests are stopped."""
 
-    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
@@ -92,7 +92,7 @@ def make_app() -> typer.Typer:
     class _Group(TyperGroup):
         """Turns a KmodError raised by any command into its message and exit code."""
 
-        def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        def invoke(self, ctx):
             try:
                 return super().invoke(ctx)
             except (KeyboardInterrupt, Exception) as err:

@@ -125,7 +125,7 @@ def build(
         raise typer.Exit(1)
 
 
-def _explaining(done, targets, explain_with, mirror):  # type: ignore[no-untyped-def]
+def _explaining(done, targets, explain_with, mirror):
     """view.done, after a failed kernel's errors are explained from every kernel's headers."""
     from kbuild_py.explain.service import Explainer
     from kbuild_py.kernels.select import resolve_targets
@@ -134,14 +134,14 @@ def _explaining(done, targets, explain_with, mirror):  # type: ignore[no-untyped
     extra = resolve_targets(explain_with, None, mirror=mirror, progress=say) if explain_with else []
     explainer = Explainer([*targets, *extra], say)
 
-    def explained(res):  # type: ignore[no-untyped-def]
+    def explained(res):
         res.explanations = explainer.explain_result(res)
         done(res)
 
     return explained
 
 
-def _sign_settings(sign: bool, key: Path | None, cert: Path | None, strip: bool, project):  # type: ignore[no-untyped-def]
+def _sign_settings(sign: bool, key: Path | None, cert: Path | None, strip: bool, project):
     """--sign's key pair and steps (None without --sign); --key/--cert/--strip need --sign."""
     from kbuild_py.errors import UsageError
 

@@ -49,7 +49,7 @@ def explain(
     extra = resolve_targets(explain_with, None, mirror=mirror, progress=say) if explain_with else []
     opts = BuildOptions(make_vars=dict(project.make_vars), run_checks=False)
 
-    def build_one(target):  # type: ignore[no-untyped-def]
+    def build_one(target):
         say(f"building for {target.release} ...")
         res = build_for(project_dir, target, opts)
         return res.log_path, res.outdir

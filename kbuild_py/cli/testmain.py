@@ -191,7 +191,7 @@ def run_test(
     )
     lock = threading.Lock()
 
-    def on_done(res) -> None:  # type: ignore[no-untyped-def]
+    def on_done(res) -> None:
         with lock:
             print("\n".join(rt.render_result(res, base)), file=out, flush=True)
 
@@ -216,14 +216,14 @@ def run_test(
 
 
 
-def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # type: ignore[no-untyped-def]
+def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):
     from kbuild_py.boot import run as tr
     from kbuild_py.kernels.resolve import place
     from kbuild_py.paths import output_dir
 
     if not specs:
         release, suite = tr.vermagic_release(kos[0]), None
-        pairs = [(release, release, suite)]
+        pairs: list[tuple[str, str, str | None]] = [(release, release, suite)]
     else:
         placed = [place(s, mirror=mirror) for s in specs]
         pairs = [(p.spec, p.release, p.suite) for p in placed]
@@ -237,7 +237,7 @@ def _prebuilt_jobs(kos: list[Path], specs: list[str], mirror: str | None):  # ty
             for label, rel, suite in pairs], []
 
 
-def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say,  # type: ignore[no-untyped-def]
+def _build(path: Path, specs: list[str], mirror: str | None, jobs: int, say,
            make_vars: dict[str, str], sign: bool = False):
     from kbuild_py.boot import run as tr
     from kbuild_py.build import plan

@@ -96,8 +96,8 @@ def place(spec: str, *, mirror: str | None = None, say: Progress = quiet) -> Pla
     if parsed.kind == "host":
         return Placement(spec, "host", running_release(), "host")
     if parsed.kind == "release":
-        where = "host" if parsed.value in host_releases() else "kernel-image"
-        return Placement(spec, "release", parsed.value, where)
+        on_host = parsed.value in host_releases()
+        return Placement(spec, "release", parsed.value, "host" if on_host else "kernel-image")
     if parsed.kind == "debian":
         release = _suite_release(spec, parsed.value, parsed.flavour, mirror, say)
         return Placement(spec, "debian", release, "kernel-image", suite=parsed.value)
@@ -127,9 +127,11 @@ def target(p: Placement, *, mirror: str | None = None, say: Progress = quiet) ->
     from kbuild_py.seams.docker import DockerRunner, docker_client
 
     client = docker_client()
+    suite: str | None
     if p.where == "kernel-image":
-        suite = p.suite or _release_suite(client, p.release, mirror, say)
-        name = ensure_kernel_image(suite, p.release, mirror=mirror, progress=say, client=client)
+        found = p.suite or _release_suite(client, p.release, mirror, say)
+        name = ensure_kernel_image(found, p.release, mirror=mirror, progress=say, client=client)
+        suite = found
     else:
         suite, name = p.suite, str(p.image)
     tree = snapshot_tree(client, name, p.release)

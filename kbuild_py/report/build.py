@@ -121,7 +121,7 @@ def _signed_json(res: BuildResult, ko: Path) -> dict[str, object] | None:
     return {"hash_algo": one.hash_algo, "signer": s.signer, "stripped": one.stripped}
 
 
-def first_errors(res: BuildResult, limit: int = 12) -> list:  # type: ignore[type-arg]
+def first_errors(res: BuildResult, limit: int = 12) -> list:
     return res.ranked_errors()[:limit]
 
 
@@ -196,7 +196,7 @@ def to_json(results: Sequence[BuildResult]) -> str:
     return json.dumps(json_safe(doc), indent=2)
 
 
-def rep_json(rep) -> dict:  # type: ignore[no-untyped-def]
+def rep_json(rep) -> dict:
     return {
         "path": str(rep.path),
         "ok": rep.ok,
@@ -221,7 +221,7 @@ def compiler_warning(release: str, kernel_cc: str, used: str) -> list[str]:
 class LiveView:
     """Prints make's lines (concise or all) and each kernel's outcome, thread-safely."""
 
-    def __init__(self, project: Path, many: bool, verbose: bool, stream=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, project: Path, many: bool, verbose: bool, stream=None) -> None:
         self.project, self.many, self.verbose = project, many, verbose
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
@@ -231,7 +231,7 @@ class LiveView:
             for line in lines:
                 print(line, file=self.stream, flush=True)
 
-    def line(self, target, line: str) -> None:  # type: ignore[no-untyped-def]
+    def line(self, target, line: str) -> None:
         line = line.replace(f"{layout_for(self.project, target.release).base}/", "")
         line = _DKMS_COPY.sub("", line)
         shown = live_line(line, f"[{target.release}] " if self.many else "", self.verbose)
@@ -256,7 +256,7 @@ def _case_names(res: BuildResult, expected: Sequence[str]) -> list[str]:
     return list(res.expected or expected) or ["module"]
 
 
-def _outcome(r: BuildResult, rep) -> junit.Outcome | None:  # type: ignore[no-untyped-def]
+def _outcome(r: BuildResult, rep) -> junit.Outcome | None:
     """What one module's case says: an infrastructure error, a kernel dkms.conf excludes,
     a failed build (its first errors), check errors; None when it passed."""
     if r.error:

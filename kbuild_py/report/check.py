@@ -232,7 +232,7 @@ def unreadable_dict(path: str, error: str) -> dict:
     }
 
 
-def tally_line(outcomes: Sequence) -> str:  # type: ignore[type-arg]
+def tally_line(outcomes: Sequence) -> str:
     bad = sum(1 for o in outcomes if o.error is None and not o.ok)
     unreadable = sum(1 for o in outcomes if o.error is not None)
     good = len(outcomes) - bad - unreadable

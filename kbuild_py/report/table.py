@@ -9,7 +9,7 @@ from collections.abc import Sequence
 _COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2", "cyan": "36"}
 
 
-def use_color(stream=None) -> bool:  # type: ignore[no-untyped-def]
+def use_color(stream=None) -> bool:
     stream = stream or sys.stdout
     if os.environ.get("NO_COLOR"):
         return False

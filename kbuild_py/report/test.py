@@ -155,7 +155,8 @@ def to_junit(results: list[TestResult], base: Path | None = None) -> str:
     for r in results:
         v = r.verdict
         groups = v.groups if v is not None and r.status != "timeout" else []
-        for module in groups or [None]:
+        each: list[str | None] = list(groups) or [None]
+        for module in each:
             mods = [module] if module else (r.modules or ["module"])
             problems = (v.module_problems.get(module, []) if module and v is not None
                         else v.problems if v is not None else [])

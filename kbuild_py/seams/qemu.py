@@ -96,7 +96,7 @@ class Qemu(Protocol):
     ) -> RunOutcome: ...
 
 
-def _load_prctl():  # type: ignore[no-untyped-def]
+def _load_prctl():
     try:
         import ctypes
 
@@ -186,7 +186,7 @@ class HostQemu:
             time.sleep(self.poll)
 
 
-def _pump(stream, log, flag, sink) -> None:  # type: ignore[no-untyped-def]
+def _pump(stream, log, flag, sink) -> None:
     fd = stream.fileno()
     while True:
         chunk = os.read(fd, 65536)

@@ -59,7 +59,7 @@ for _cls, _ehdr, _shdr, _sym in (
 
 
 class Section(NamedTuple):  # a tuple: built several times per module, 4x cheaper than a dataclass
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index on purpose
     name: str
     type: int
     flags: int
@@ -119,7 +119,8 @@ class ModuleFile(ModuleSymbols):
 
     def __init__(self, path: Path, data: bytes | mmap.mmap, compression: str | None) -> None:
         self.path = path
-        self.data = data
+        # an mmap reads like bytes everywhere it is used (slices, struct.unpack_from, find)
+        self.data = data  # type: ignore[assignment]
         self.compression = compression
         self.size = len(data)
         self._parse_headers()
@@ -273,7 +274,7 @@ class ModuleFile(ModuleSymbols):
         text = self.section_data(sec).decode("utf-8", "surrogateescape")
         parts = [s for s in text.split("\0") if s]
         entries = [s.partition("=")[::2] for s in parts]
-        self.modinfo: list[tuple[str, str]] = entries  # type: ignore[assignment]
+        self.modinfo: list[tuple[str, str]] = entries
         # strings without '=' (the kernel's get_modinfo never matches them)
         self.modinfo_malformed = (
             []
@@ -318,7 +319,7 @@ class ModuleFile(ModuleSymbols):
         return sec.size if sec else None
 
     @cached_property
-    def signature(self):  # type: ignore[no-untyped-def]
+    def signature(self):
         """The appended signature (signature.ModuleSignature), or None when unsigned."""
         return read_trailer(self.data)
 

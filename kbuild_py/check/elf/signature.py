@@ -70,7 +70,7 @@ _NAME_CACHE: dict[bytes, str | None] = {}
 
 def read_signed_data(blob: bytes) -> SignerFacts:
     """Parse a PKCS#7 SignedData with asn1crypto; Pkcs7Error when malformed or not one."""
-    from asn1crypto import cms  # type: ignore[import-untyped]  # lazily: only when parsing
+    from asn1crypto import cms  # lazily: only when parsing
 
     try:
         info = cms.ContentInfo.load(blob, strict=True)
@@ -114,7 +114,7 @@ def read_signed_data(blob: bytes) -> SignerFacts:
         raise Pkcs7Error(f"malformed PKCS#7 ({type(err).__name__}: {err})") from None
 
 
-def _name_cn(name) -> str | None:  # type: ignore[no-untyped-def]
+def _name_cn(name) -> str | None:
     """kmod's x509_name_to_str: the first commonName, else (its quirk) the last value,
     as the string's own bytes say."""
     value = None

@@ -52,10 +52,12 @@ class ModuleSymbols:
         sh_size: list[int]
         sh_link: list[int]
         _sym: struct.Struct
-        _raw: list[tuple]
 
-        def section(self, name: str): ...  # type: ignore[no-untyped-def]
-        def section_data(self, sec) -> bytes: ...  # type: ignore[no-untyped-def]
+        @property
+        def _raw(self) -> list[tuple]: ...
+
+        def section(self, name: str): ...
+        def section_data(self, sec) -> bytes: ...
 
     @property
     def symtab_indices(self) -> list[int]:
@@ -85,7 +87,7 @@ class ModuleSymbols:
             ]
         return recs, strs
 
-    def _symbols(self, keep) -> list[Symbol]:  # type: ignore[no-untyped-def]
+    def _symbols(self, keep) -> list[Symbol]:
         recs, strs = self._symtab()
         find, out = strs.find, []
         for nm, info, _other, shndx, value, size in recs:
@@ -212,8 +214,8 @@ class ModuleSymbols:
             return list(zip(names, crcs, strict=True))
         out = []
         for crc, name in fmt.iter_unpack(body):
-            end = name.find(b"\0")
-            out.append(((name[:end] if end >= 0 else name).decode("latin-1"), crc))
+            nul = name.find(b"\0")
+            out.append(((name[:nul] if nul >= 0 else name).decode("latin-1"), crc))
         return out
 
     def version_records(self) -> list[bytes] | None:
