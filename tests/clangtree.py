@@ -34,6 +34,7 @@ CONFIG_SYSFS=y
 CONFIG_DEVTMPFS=y
 CONFIG_MULTIUSER=y
 CONFIG_ACPI=y
+CONFIG_PCI=y
 """
 
 
@@ -62,7 +63,8 @@ def clang_tree(cache: Path) -> Path:
     assert major, "clang-N and ld.lld-N are needed"
     root = cache / "clang-tree"
     root.mkdir(parents=True, exist_ok=True)
-    tree = root / f"linux-clang{major}-v2"  # v2: ACPI, so that poweroff ends a QEMU boot
+    # v3: ACPI (with PCI, or its tables do not load), so that poweroff ends a QEMU boot
+    tree = root / f"linux-clang{major}-v3"
     done = tree / ".kmod-py-prepared"
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
