@@ -247,3 +247,33 @@ def test_readme_shows_the_files_kmod_py_generates() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for name in ("github.yml", "gitlab-dind.yml"):
         assert "```yaml\n" + (GOLDEN / name).read_text() + "```\n" in readme, name
+
+
+def test_job_helpers_fast_path_arguments() -> None:
+    from kbuild_py.cli.cimain import parse_fast
+
+    assert parse_fast(["--kernel", "debian:trixie"]) == {"kernel": "debian:trixie", "mirror": None}
+    assert parse_fast(["-k", "x", "--mirror=http://m"]) == {"kernel": "x", "mirror": "http://m"}
+    for bad in ([], ["--help"], ["--kernel"], ["--kernel", "a", "-k", "b"], ["--kernel", "-x"],
+                ["--mirror", "m"], ["--kernel", "a", "extra"]):
+        assert parse_fast(bad) is None, bad
+
+
+def test_job_helpers_through_the_console_script(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "kmod-py"
+    env = {**os.environ, "GITHUB_OUTPUT": str(tmp_path / "out")}
+    res = subprocess.run([str(exe), "ci", "prepare", "--kernel", "host"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert res.returncode == 0 and f"kmod-py {__version__}: host is " in res.stdout
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "out").read_text().splitlines())
+    assert outputs["release"] == os.uname().release
+    assert outputs["cache-key"].startswith("kmod-py-host-")
+    res = subprocess.run([str(exe), "ci", "save", "-k", "host"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "no kmod-py image to save" in res.stdout
+    res = subprocess.run([str(exe), "ci", "save", "--kernel", "nope"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "unknown kernel spec 'nope'" in res.stderr
+    res = subprocess.run([str(exe), "ci", "prepare", "--bogus"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2  # typer's usage error

@@ -59,4 +59,11 @@ def main() -> None:
         code = test_fast(sys.argv[2:])
         if code is not None:
             sys.exit(code)
+    elif sys.argv[1:2] == ["ci"]:
+        # lazily, for start-up: see cimain (the job helpers run next to every CI build)
+        from kbuild_py.cli.cimain import main_fast as ci_fast
+
+        code = ci_fast(sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
     _get_app()(prog_name="kmod-py")

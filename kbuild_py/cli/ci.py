@@ -3,7 +3,6 @@ generated jobs run (prepare, save)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -89,28 +88,9 @@ def prepare(
     mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror.")] = None,
 ) -> None:
     """(In a CI job) resolve the kernel spec and load its saved kernel-headers image."""
-    from kbuild_py.ci import images
-    from kbuild_py.errors import MirrorError
-    from kbuild_py.kernels.resolve import place
-    from kbuild_py.seams.docker import docker_client
+    from kbuild_py.cli.cimain import run_prepare
 
-    try:
-        where = place(kernel, mirror=mirror)
-    except MirrorError as e:
-        # The build decides (it falls back to the last image built for a suite).
-        typer.echo(f"warning: cannot resolve {kernel} now: {e.message}", err=True)
-        return
-    if where.where == "kernel-image":
-        done = images.load(docker_client(), kernel, where.release)
-    else:
-        done = images.Prepared(kernel, where.release, f"{kernel} is {where.release} "
-                               f"({where.where}: no kmod-py image to restore)")
-    typer.echo(done.message)
-    out = os.environ.get("GITHUB_OUTPUT")
-    if out:
-        with open(out, "a") as f:
-            for k, v in done.outputs(os.environ.get("KMOD_PY_INSTALL", "")).items():
-                f.write(f"{k}={v}\n")
+    run_prepare(kernel, mirror, typer.echo)
 
 
 @ci_app.command()
@@ -119,15 +99,6 @@ def save(
     mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror.")] = None,
 ) -> None:
     """(In a CI job) docker save the kernel's image into kmod-py's cache for the next job."""
-    from kbuild_py.ci import images
-    from kbuild_py.kernels.resolve import place
-    from kbuild_py.seams.docker import docker_client
+    from kbuild_py.cli.cimain import run_save
 
-    if os.environ.get("KMOD_PY_SAVE_IMAGES", "1") == "0":
-        typer.echo("kernel images are not saved (KMOD_PY_SAVE_IMAGES=0)")
-        return
-    where = place(kernel, mirror=mirror)
-    if where.where != "kernel-image":
-        typer.echo(f"{kernel} is {where.release} ({where.where}): no kmod-py image to save")
-        return
-    images.save(docker_client(), kernel, where.release, typer.echo)
+    run_save(kernel, mirror, typer.echo)
