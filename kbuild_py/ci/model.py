@@ -97,8 +97,7 @@ if [ -f "$KMOD_PY_INSTALL" ]; then stamp="$stamp $(sha256sum "$KMOD_PY_INSTALL" 
 if [ "$(cat "$KMOD_PY_CI/venv/stamp" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$KMOD_PY_CI/venv"
   python3 -m venv "$KMOD_PY_CI/venv"
-  "$KMOD_PY_CI/venv/bin/python" -m pip install -q --disable-pip-version-check --no-compile \\
-    $KMOD_PY_INSTALL
+  "$KMOD_PY_CI/venv/bin/python" -m pip install -q --disable-pip-version-check $KMOD_PY_INSTALL
   printf '%s\\n' "$stamp" > "$KMOD_PY_CI/venv/stamp"
 fi
 """
