@@ -62,7 +62,8 @@ def main() -> None:
         script.write_text(job_script())
         machine_cache = os.environ.get("KMOD_PY_CACHE") or str(
             Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kmod-py")
-        saved = work / "ci-cache"  # what the CI system keeps between jobs
+        saved = work / "ci-cache.tar"  # what the CI system keeps between jobs (an archive)
+        restores: list[float] = []
 
         def checkout() -> Path:
             dest = work / "job"  # one path, like a runner's builds dir for this job
@@ -73,8 +74,12 @@ def main() -> None:
         def run_job(cache: str, restore: bool) -> float:
             t = time.perf_counter()
             dest = checkout()
-            if restore:
-                shutil.copytree(saved, dest / ".kmod-py" / "ci", symlinks=True)
+            if restore:  # like a CI cache: one archive extracted into the checkout
+                r = time.perf_counter()
+                (dest / ".kmod-py" / "ci").mkdir(parents=True)
+                subprocess.run(["tar", "-xf", str(saved), "-C", str(dest / ".kmod-py" / "ci")],
+                               check=True)
+                restores.append(time.perf_counter() - r)
             env = {**os.environ, "KERNEL": SPEC, "KMOD_PY_INSTALL": str(wheel),
                    "KMOD_PY_CI": ".kmod-py/ci", "KMOD_PY_CACHE": cache,
                    "NO_COLOR": "1"}
@@ -94,8 +99,8 @@ def main() -> None:
 
         print(f"== CI job for {SPEC} (--no-boot) vs kmod-py build")
         cold = run_job(str(work / "cold-cache"), restore=False)
-        shutil.copytree(work / "job" / ".kmod-py" / "ci" / "venv", saved / "venv",
-                        symlinks=True)
+        subprocess.run(["tar", "-cf", str(saved), "-C", str(work / "job" / ".kmod-py" / "ci"),
+                        "venv"], check=True)
         anchors, warms = [], []
         for _ in range(RUNS):
             anchors.append(anchor())
@@ -103,7 +108,7 @@ def main() -> None:
         a, w = statistics.median(anchors), statistics.median(warms)
         print(f"kmod-py build (warm machine, clean sources): {a:6.2f} s  (anchor)")
         print(f"warm CI job (cache restored, image present): {w:6.2f} s  = {w / a:.2f}x  "
-              f"(goal <= 1.3x)")
+              f"(goal <= 1.3x; of which the cache restore {statistics.median(restores):.2f} s)")
         print(f"cold CI job (pip from PyPI, empty cache):    {cold:6.2f} s  = {cold / a:.2f}x")
 
         tar_dir = work / "image-cache"
