@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import ROOT, require
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = pytest.mark.docker  # not slow: `make test` runs the pipeline (3-6 min)
 
 GCL_VERSION = "4.73.0"
 KERNELS = ["debian:bookworm", "debian:trixie", "debian:trixie-backports"]
