@@ -33,10 +33,14 @@ def build_wheel(dest: Path) -> Path:
 def install(venv: Path) -> Path:
     """Build the wheel, install it into venv (created if missing); the installed kmod-py."""
     venv = venv.resolve()
-    wheel = build_wheel(venv / "wheel")
     py = venv / "bin" / "python"
+    base = base_python()
+    cfg = venv / "pyvenv.cfg"
+    if cfg.exists() and f"home = {Path(base).parent}\n" not in cfg.read_text():
+        shutil.rmtree(venv / "bin")  # made from another interpreter: start again
     if not py.exists():
-        _run([sys.executable, "-m", "venv", str(venv)])
+        _run([base, "-m", "venv", "--clear", str(venv)])
+    wheel = build_wheel(venv / "wheel")
     _run([str(py), *PIP, "install", str(wheel)])  # dependencies, once
     _run([str(py), *PIP, "install", "--force-reinstall", "--no-deps", str(wheel)])
     where = _run([str(py), "-c", "import kbuild_py; print(kbuild_py.__file__)"], cwd=venv)
@@ -44,6 +48,18 @@ def install(venv: Path) -> Path:
         raise SystemExit(f"{venv}: kbuild_py is imported from {where}, not from the wheel")
     os.chmod(venv, 0o755)  # the packaging test runs it as an unprivileged user
     return venv / "bin" / "kmod-py"
+
+
+def base_python() -> str:
+    """The interpreter the venv is made from: the system's python3 when it is new enough, so
+    that other users (the tests' uid 4242 and docker-group user) can run the installed kmod-py;
+    else this one (which may live under a private home such as /root/.pyenv)."""
+    system = "/usr/bin/python3"
+    try:
+        out = _run([system, "-c", "import sys, venv; print(sys.version_info >= (3, 11))"])
+    except (SystemExit, OSError):
+        return sys.executable
+    return system if out == "True" else sys.executable
 
 
 def wheel_of(kmod_py: Path) -> Path:
