@@ -107,3 +107,63 @@ def test_test_step_summary_from_real_logs() -> None:
     assert "| debian:bookworm | 6.1.0-56-amd64 | ✅ PASS | 4.2 s | tcg | ok | ok | OE |" in md
     assert "❌ FAIL" in md and "NULL pointer" in md
     assert "**7.0-amd64**: no kernel image" in md
+
+
+class _Terminal:
+    """A stream that says it is a terminal (what rich and LiveView test for)."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buf = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        return self.buf.write(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_live_view_off_a_terminal_prints_the_plain_lines(tmp_path: Path) -> None:
+    import io
+
+    p, results = two_kernels(tmp_path)
+    out = io.StringIO()
+    view = rb.LiveView(p, True, False, out)
+    view.line(results[0].target, "  CC [M]  m.o")
+    view.done(results[0])
+    view.close()
+    text = out.getvalue()
+    assert text.startswith("[6.1.0-9-amd64]   CC [M]  m.o\n") and "\x1b" not in text
+
+
+def test_live_view_on_a_terminal_draws_a_live_area_and_keeps_diagnostics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    p, results = two_kernels(tmp_path)
+    term = _Terminal()
+    view = rb.LiveView(p, True, False, term)  # type: ignore[arg-type]
+    assert view._live is not None
+    view.line(results[1].target, "  CC [M]  m.o")
+    assert view._running["6.12.0-1-amd64"][1] == "CC [M]  m.o"  # the area's latest step
+    view.line(results[1].target, f"{p}/.kmod-py/6.12.0-1-amd64/m.c:1:1: error: boom")
+    view.done(results[1])
+    assert not view._running
+    view.close()
+    assert view._live is None
+    text = term.buf.getvalue()
+    assert "[6.12.0-1-amd64] m.c:1:1: error: boom" in text
+    assert "kernel 6.12.0-1-amd64" in text  # the outcome block
+
+
+def test_tables_on_a_terminal_are_drawn_by_rich() -> None:
+    from kbuild_py.report.table import table
+
+    plain = table(["RULE", "SEVERITY"], [["x [bold]y[/]", "error"]])
+    assert plain == "RULE          SEVERITY\n------------  --------\nx [bold]y[/]  error"
+    drawn = table(["RULE", "SEVERITY"], [["x [bold]y[/]", "error"]], _Terminal())  # type: ignore[arg-type]
+    assert "x [bold]y[/]" in drawn and "─" in drawn  # cells are data, never markup

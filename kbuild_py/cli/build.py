@@ -100,16 +100,19 @@ def build(
     if not no_explain:
         on_done = _explaining(view.done, targets, explain_with, mirror)
 
-    with sigterm_interrupts():
-        results = build_all(
-            project_dir,
-            targets,
-            opts,
-            jobs=jobs,
-            fail_fast=fail_fast,
-            on_line=view.line,
-            on_done=on_done,
-        )
+    try:
+        with sigterm_interrupts():
+            results = build_all(
+                project_dir,
+                targets,
+                opts,
+                jobs=jobs,
+                fail_fast=fail_fast,
+                on_line=view.line,
+                on_done=on_done,
+            )
+    finally:
+        view.close()
     if junit:
         junit.write_text(rb.to_junit(results, project_dir, project.modules))
     append_step_summary(rb.step_summary(results))

@@ -6,15 +6,25 @@ import json
 import re
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
 
 from kbuild_py.build.layout import layout_for, project_root_of
 from kbuild_py.build.run import BuildResult, is_progress, parse_diagnostic
 from kbuild_py.explain.render import render_text as render_explanations
 from kbuild_py.explain.render import to_json as explanations_json
 from kbuild_py.report import junit
-from kbuild_py.report.table import human_size, markdown_table, paint, table
+from kbuild_py.report.table import (
+    human_size,
+    is_terminal,
+    markdown_table,
+    paint,
+    rich_console,
+    table,
+    use_color,
+)
 from kbuild_py.trust.fs import json_safe
 
 # the copy of a dkms.conf project: <base>/dkms/<module>/<version>/build (build.layout)
@@ -219,14 +229,41 @@ def compiler_warning(release: str, kernel_cc: str, used: str) -> list[str]:
 
 
 class LiveView:
-    """Prints make's lines (concise or all) and each kernel's outcome, thread-safely."""
+    """Prints make's lines (concise or all) and each kernel's outcome, thread-safely.
 
-    def __init__(self, project: Path, many: bool, verbose: bool, stream=None) -> None:
+    On a terminal (and not --verbose) a rich Live area at the bottom shows each kernel
+    being built (spinner, time, make's latest step); compiler diagnostics and each
+    kernel's outcome print above it, and the area disappears when the builds end (close).
+    Elsewhere the lines are printed as they come, the same plain text as always."""
+
+    def __init__(
+        self, project: Path, many: bool, verbose: bool, stream: IO[str] | None = None
+    ) -> None:
         self.project, self.many, self.verbose = project, many, verbose
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
+        self._live: Any = None  # rich.live.Live, on a terminal
+        self._running: dict[str, tuple[float, str]] = {}  # release -> (start, latest step)
+        if not verbose and is_terminal(self.stream):
+            self._start_live()
+
+    def _start_live(self) -> None:
+        from rich.live import Live  # on a terminal only (start-up time)
+
+        console = rich_console(self.stream, use_color(self.stream))
+        # other output meanwhile (explanations, notes) is printed above the area by rich
+        self._live = Live(_Running(self), console=console, transient=True, refresh_per_second=8)
+        self._live.start()
 
     def _print(self, lines: Sequence[str]) -> None:
+        live = self._live
+        if not lines:
+            return
+        if live is not None:  # rich's console has its own lock; ours guards _running, which
+            from rich.text import Text  # printing redraws the area from (no lock held here)
+
+            live.console.print(Text.from_ansi("\n".join(lines)), soft_wrap=True)
+            return
         with self._lock:
             for line in lines:
                 print(line, file=self.stream, flush=True)
@@ -234,12 +271,48 @@ class LiveView:
     def line(self, target, line: str) -> None:
         line = line.replace(f"{layout_for(self.project, target.release).base}/", "")
         line = _DKMS_COPY.sub("", line)
+        if self._live is not None:
+            with self._lock:
+                start = self._running.get(target.release, (time.monotonic(), ""))[0]
+                if is_progress(line):
+                    self._running[target.release] = (start, line.strip())
+                    return
+                self._running.setdefault(target.release, (start, ""))
+            if parse_diagnostic(line) is None:
+                return
         shown = live_line(line, f"[{target.release}] " if self.many else "", self.verbose)
         if shown is not None:
             self._print([shown])
 
     def done(self, res: BuildResult) -> None:
+        with self._lock:
+            self._running.pop(res.target.release, None)
         self._print(render_result(res, self.project))
+
+    def close(self) -> None:
+        """Remove the live area (a no-op off a terminal)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+class _Running:
+    """The live area's content: one row per kernel being built."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+
+    def __rich__(self) -> Any:
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        with self.view._lock:
+            running = sorted(self.view._running.items())
+        t = Table.grid(padding=(0, 1))
+        now = time.monotonic()
+        for release, (start, step) in running:
+            t.add_row(Spinner("dots"), release, f"{now - start:4.0f}s", step or "starting")
+        return t
 
 
 FIRST_ERRORS = 5  # compiler errors quoted in a failed build's JUnit failure and summary
