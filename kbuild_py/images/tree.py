@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kbuild_py.errors import UsageError
-from kbuild_py.images.model import KIND_LABEL, RELEASE_LABEL
+from kbuild_py.images.model import KERNEL_REPO, KIND_LABEL, RELEASE_LABEL
 from kbuild_py.kernels.buildtree import SAMPLE_MODULE, SNAPSHOT_FILES, BuildTree
 from kbuild_py.paths import cache_dir
 from kbuild_py.seams.docker import DockerRunner, image_exists, owner_labels
@@ -53,12 +53,29 @@ def _pull(client: Any, image: str) -> Any:
         return client.images.pull(image)
     except DockerException as e:
         why = str(getattr(e, "explanation", None) or e).splitlines()[0][:160]
-        local = sorted(t for i in client.images.list() for t in i.tags)[:12]
+        tags = [t for i in client.images.list() for t in i.tags]
         raise UsageError(
             f"no Docker image {image!r} here, and pulling it failed ({why})",
-            "local images: " + (", ".join(local) or "none")
-            + " (`kmod-py images` lists kmod-py's kernel images)",
+            local_images_hint(tags, image),
         ) from e
+
+
+def local_images_hint(tags: list[str], wanted: str, shown: int = 12) -> str:
+    """The local images most useful instead of `wanted`, on a daemon with any number of them:
+    kmod-py's kernel images first (its suite aliases before its releases), then the rest; in
+    each group names closest to `wanted` first; then how many more there are."""
+    import difflib
+
+    def rank(tag: str) -> tuple[int, float, str]:
+        group = (0 if tag.startswith(f"{KERNEL_REPO}:debian-")
+                 else 1 if tag.startswith(f"{KERNEL_REPO}:") else 2)
+        return group, -difflib.SequenceMatcher(None, wanted, tag).ratio(), tag
+
+    ranked = sorted(set(tags), key=rank)
+    more = len(ranked) - shown
+    return ("local images: " + (", ".join(ranked[:shown]) or "none")
+            + (f" and {more} more (`docker images`)" if more > 0 else "")
+            + " (`kmod-py images` lists kmod-py's kernel images)")
 
 
 def snapshot_tree(client: Any, image: str, release: str, refresh: bool = False) -> BuildTree:
