@@ -48,3 +48,8 @@ class MirrorError(InfraError):
 
 class VerificationError(MirrorError):
     """What a mirror sent did not verify: signature, hash, size, suite or Valid-Until."""
+
+
+class ExpiredReleaseError(VerificationError):
+    """A correctly signed Release past its Valid-Until: never used, but a search over several
+    suites may skip that suite (with a note) instead of giving up."""

@@ -154,6 +154,54 @@ def test_unknown_release_lists_what_exists(docker_client, host_release: str) -> 
     assert "debian:bookworm = 6.1.0-" in err.hint and "kmod-py kernels --suite" in err.hint
 
 
+def test_release_search_skips_an_expired_suite_but_not_a_forged_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Searching suites for a release: an expired Release (e.g. sid on a stale mirror) is never
+    read but only skips that suite, with a note; a bad signature still ends the search."""
+    from kbuild_py.errors import ExpiredReleaseError, VerificationError
+
+    bad: dict[str, Exception] = {"bullseye": ExpiredReleaseError("sid... expired on X")}
+
+    class Fake:
+        def __init__(self, suite: str, mirror: str | None, arch: str) -> None:
+            self.suite = suite
+
+        def find(self, name: str) -> object:
+            if self.suite in bad:
+                raise bad[self.suite]
+            return object() if self.suite == "trixie" else None
+
+    monkeypatch.setattr(debian, "KernelSuite", Fake)
+    skipped: list[str] = []
+    assert debian.suite_for_release("6.12.1-amd64", None, skipped) == "trixie"
+    assert skipped == ["debian:bullseye skipped: sid... expired on X"]
+    bad["bookworm"] = VerificationError("bad signature")
+    with pytest.raises(VerificationError, match="bad signature"):
+        debian.suite_for_release("6.12.1-amd64", None, [])
+
+
+@pytest.mark.network
+def test_an_expired_suite_named_explicitly_still_fails(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`debian:sid` never uses an expired Release: with the clock past sid's Valid-Until (as on
+    a stale mirror) it fails with the expiry, whatever the mirror's sid is today."""
+    from datetime import UTC, datetime, timedelta
+
+    from kbuild_py.errors import ExpiredReleaseError
+    from kbuild_py.kernels.resolve import place
+    from kbuild_py.trust import archive as trust_archive
+
+    later = datetime.now(UTC) + timedelta(days=3650)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return later
+
+    monkeypatch.setattr(trust_archive, "datetime", Later)
+    with pytest.raises(ExpiredReleaseError,
+                       match=r"dists/sid/InRelease expired on .* \(Valid-Until\)"):
+        place("debian:sid")
+
+
 @pytest.mark.docker
 def test_kernels_command_lists_host_trees_and_images(debian_targets, host_release: str) -> None:  # type: ignore[no-untyped-def]
     res = run_kmod_py(["kernels"])

@@ -26,7 +26,13 @@ from kbuild_py.debian.suites import (
     flavour_of,
     release_of,
 )
-from kbuild_py.errors import InfraError, MirrorError, UsageError, VerificationError
+from kbuild_py.errors import (
+    ExpiredReleaseError,
+    InfraError,
+    MirrorError,
+    UsageError,
+    VerificationError,
+)
 from kbuild_py.paths import cache_dir
 from kbuild_py.seams.http import Http
 from kbuild_py.seams.process import HostRunner, Runner
@@ -197,12 +203,21 @@ def extract_deb(deb: Path, dest: Path, runner: Runner | None = None) -> Path:
     return dest
 
 
-def suite_for_release(release: str, mirror: str | None = None) -> str | None:
+def suite_for_release(release: str, mirror: str | None = None,
+                      skipped: list[str] | None = None) -> str | None:
     """Which `debian:` suite ships linux-headers-<release> (in any of its archive suites,
-    security updates included; checked in SUITES order), or None."""
+    security updates included; checked in SUITES order), or None. A suite whose Release has
+    expired is never read: the search goes on without it and `skipped` gets a note naming it
+    (a bad signature still ends the search)."""
     arch = arch_of(release)
     for suite in SUITES:
-        if KernelSuite(suite, mirror, arch).find(f"linux-headers-{release}") is not None:
+        try:
+            found = KernelSuite(suite, mirror, arch).find(f"linux-headers-{release}")
+        except ExpiredReleaseError as err:
+            if skipped is not None:
+                skipped.append(f"debian:{suite} skipped: {err.message}")
+            continue
+        if found is not None:
             return suite
     return None
 

@@ -182,12 +182,15 @@ def _release_suite(client: Any, release: str, mirror: str | None, say: Progress)
     built = image_exists(client, kernel_image(release))
     if built is not None:
         return str((built.labels or {}).get(SUITE_LABEL) or "bookworm")
-    suite = suite_for_release(release, mirror)
+    skipped: list[str] = []
+    suite = suite_for_release(release, mirror, skipped)
+    for note in skipped:
+        say(f"note: {note}")
     if suite is None:
         raise UsageError(
             f"no kernel {release}: no build tree in /lib/modules, no kmod-py image, "
             "and no Debian suite ships linux-headers-" + release,
-            _what_exists(mirror),
+            "; ".join([*skipped, _what_exists(mirror)]),
         )
     say(f"{release}: linux-headers-{release} comes from Debian {suite}")
     return suite

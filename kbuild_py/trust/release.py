@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kbuild_py.errors import VerificationError
+from kbuild_py.errors import ExpiredReleaseError, VerificationError
 from kbuild_py.trust import gpgv
 from kbuild_py.trust.hashes import Digest
 
@@ -96,7 +96,7 @@ def check(rel: Release, suite: str, now: datetime, what: str) -> None:
             "check this machine's clock (date -u)",
         )
     if rel.valid_until is not None and now > rel.valid_until:
-        raise VerificationError(
+        raise ExpiredReleaseError(
             f"{what} expired on {rel.valid_until:%Y-%m-%d %H:%M} UTC (Valid-Until): "
             "the mirror is stale or replays an old Release",
             "use an up-to-date mirror (--mirror URL or KMOD_PY_DEBIAN_MIRROR)",
