@@ -16,6 +16,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "kbuild_py"
 # trust.fs (contained writes, locks) imports only errors: paths.output_dir stands on it
 FOUNDATION = {"kbuild_py", "kbuild_py.errors", "kbuild_py.paths", "kbuild_py.licenses",
+              "kbuild_py.progress",
               "kbuild_py.trust", "kbuild_py.trust.fs"}
 MODELS = {"kbuild_py.check.model", "kbuild_py.images.model", "kbuild_py.kernels.spec"}
 

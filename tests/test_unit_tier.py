@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from kbuild_py.seams import docker as docker_seam
 from kbuild_py.seams.docker import DockerRunner
 
 
@@ -27,6 +28,8 @@ def test_loopback_is_allowed() -> None:
         socket.create_connection(server.getsockname(), timeout=5).close()
 
 
-def test_docker_daemon_is_refused() -> None:
+def test_docker_daemon_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no client cached by an earlier (docker-tier) test in this session: really connect
+    monkeypatch.setattr(docker_seam, "_client", None)
     with pytest.raises(pytest.fail.Exception, match="reached the Docker daemon"):
         DockerRunner("debian:bookworm").client  # noqa: B018 - connecting is the point

@@ -41,6 +41,31 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def showing_progress() -> Iterator[None]:
+    """Progress bars for long work (downloads, image builds, debootstrap) meanwhile, on a
+    terminal only: off a terminal, or with KMOD_PY_NO_PROGRESS set, nothing is shown."""
+    from kbuild_py import progress
+
+    if os.environ.get("KMOD_PY_NO_PROGRESS") or not _is_terminal(sys.stderr):
+        yield
+        return
+    from kbuild_py.report.progress import RichDisplay  # rich: on a terminal only (start-up)
+
+    previous = progress.install(RichDisplay(sys.stderr))
+    try:
+        yield
+    finally:
+        progress.install(previous)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from kbuild_py.cli.base import sigterm_interrupts
+from kbuild_py.cli.base import showing_progress, sigterm_interrupts
 from kbuild_py.paths import report_file
 
 
@@ -83,9 +83,10 @@ def build(
         follow_dkms_conf=project.follow_dkms_conf,
         sign=_sign_settings(sign, key, cert, strip, project),
     )
-    targets = resolve_targets(
-        kernel, kdir, project.kernels, mirror=mirror, progress=lambda m: typer.echo(m, err=True)
-    )
+    with showing_progress():  # image builds, debootstrap, downloads; before the live view
+        targets = resolve_targets(
+            kernel, kdir, project.kernels, mirror=mirror,
+            progress=lambda m: typer.echo(m, err=True))
     for t in targets:  # a symlinked .kmod-py or a release that is no plain name: refuse now
         layout_for(project_dir, t.release)
     jobs = plan.plan_parallelism(opts, len(targets), jobs, make_jobs)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
-from kbuild_py.cli.base import exit_code_for, sigterm_interrupts
+from kbuild_py.cli.base import exit_code_for, showing_progress, sigterm_interrupts
 from kbuild_py.paths import report_file
 
 # option -> (parameter, takes a value, may repeat); short options are exact tokens only
@@ -164,15 +165,17 @@ def run_test(
         if not f.is_file():
             why = "not a regular file" if f.exists() else "no such file"
             raise UsageError(f"{f}: {why}", "pass an existing file")
-    out = sys.stderr if as_json else sys.stdout
+    bars = nullcontext() if verbose else showing_progress()  # --verbose streams the console
     if ko:
         base = Path.cwd()
         project_params: dict[str, str] = {}
         project_script, project_timeout = None, None
-        test_jobs, failed = _prebuilt_jobs(ko, kernel or [], mirror)
+        with bars:
+            test_jobs, failed = _prebuilt_jobs(ko, kernel or [], mirror)
     else:
-        base, project_params, project_script, project_timeout, test_jobs, failed = _build(
-            path, kernel or [], mirror, jobs, say, make_vars, sign)
+        with bars:
+            base, project_params, project_script, project_timeout, test_jobs, failed = _build(
+                path, kernel or [], mirror, jobs, say, make_vars, sign)
     built = {k.name.split(".ko")[0].replace("-", "_") for j in test_jobs for k in j.modules}
     unknown = [m for m in module or () if built and m.replace("-", "_") not in built]
     if unknown:
@@ -192,8 +195,9 @@ def run_test(
     lock = threading.Lock()
 
     def on_done(res) -> None:
-        with lock:
-            print("\n".join(rt.render_result(res, base)), file=out, flush=True)
+        with lock:  # sys.stdout looked up now: progress bars may have redirected it
+            print("\n".join(rt.render_result(res, base)),
+                  file=sys.stderr if as_json else sys.stdout, flush=True)
 
     def stream(chunk: bytes) -> None:
         sys.stderr.buffer.write(chunk)
@@ -201,7 +205,7 @@ def run_test(
 
     for f in failed:
         on_done(f)
-    with sigterm_interrupts():
+    with sigterm_interrupts(), nullcontext() if verbose else showing_progress():
         results = failed + tr.run_all(test_jobs, opts, parallel=jobs, on_done=on_done,
                                       on_output=stream if verbose else None)
     if junit:

@@ -27,6 +27,7 @@ from kbuild_py.images.model import (
     quiet,
 )
 from kbuild_py.paths import cache_dir, ensure_dir
+from kbuild_py.progress import task as progress_task
 from kbuild_py.seams.docker import image_exists
 from kbuild_py.seams.process import HostRunner
 from kbuild_py.trust.gpgv import DEBIAN_KEYRING
@@ -96,10 +97,13 @@ def debootstrap_import(client: Any, suite: str, url: str, name: str, progress: P
                 f"--keyring={DEBIAN_KEYRING}", suite, str(root), url]
         log_path = ensure_dir(cache_dir() / "logs") / f"base-{suite}.log"
         progress(f"base image: debootstrap {suite} (log: {log_path})")
-        with open(log_path, "w") as log:
+        with open(log_path, "w") as log, progress_task(f"debootstrap {suite}") as shown:
 
             def seen(line: str) -> None:
                 log.write(line + "\n")
+                if line.startswith("I: "):
+                    shown.advance()
+                    shown.update(description=f"debootstrap {suite}: {line[3:]}")
                 if not _NOISE.match(line):
                     progress("  " + line)
 

@@ -37,6 +37,7 @@ from kbuild_py.images.model import (
 )
 from kbuild_py.images.tree import mark_snapshot, snapshot_tree
 from kbuild_py.paths import cache_dir, data_path, ensure_dir
+from kbuild_py.progress import task as progress_task
 from kbuild_py.seams.docker import docker_client, image_exists, remove_orphans
 from kbuild_py.trust import fs
 
@@ -148,13 +149,14 @@ def build_log(release: str) -> Path:
 
 
 # Build output worth showing live; everything goes to the log.
+_STEP = re.compile(r"^Step (\d+)/(\d+) : ")
 _SHOWN = re.compile(r"^(Step \d+/\d+ : |Setting up (linux-headers|linux-image|gcc-\d+ )|E: |W: )")
 
 
 def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progress) -> str:
     log_path = build_log(args["RELEASE"])
     step, image_id, pending, tail = "", "", "", []
-    with open(log_path, "a") as log:
+    with open(log_path, "a") as log, progress_task(f"image {tag}") as shown:
         stream = client.api.build(
             fileobj=io.BytesIO(dockerfile_text()), tag=tag, buildargs=args, rm=True,
             forcerm=True, decode=True, timeout=BUILD_TIMEOUT, network_mode="host",
@@ -173,6 +175,8 @@ def _docker_build(client: Any, tag: str, args: dict[str, str], progress: Progres
                 log.write(line + "\n")
                 if line.startswith("Step "):
                     step, tail = line, []
+                    if m := _STEP.match(line):
+                        shown.update(completed=int(m[1]) - 1, total=int(m[2]))
                 elif line.strip() and not line.startswith((" ---> ", "Removing intermediate")):
                     tail.append(line)
                 if _SHOWN.match(line):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from kbuild_py import progress
 from kbuild_py.errors import MirrorError, VerificationError
 
 HTTP_TIMEOUT = 60.0  # seconds a socket may stay silent
@@ -41,10 +42,14 @@ class UrllibHttp:
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
         try:
             with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp, \
-                    open(tmp, "wb") as out:
+                    open(tmp, "wb") as out, \
+                    progress.task(f"download {url.rsplit('/', 1)[-1]}",
+                                  _total(resp.headers.get("Content-Length"), max_bytes),
+                                  unit="bytes") as shown:
                 got = 0
                 while chunk := resp.read(1 << 20):
                     got += len(chunk)
+                    shown.advance(len(chunk))
                     if max_bytes is not None and got > max_bytes:
                         raise VerificationError(
                             f"{url}: larger than the {max_bytes} bytes the signed index lists",
@@ -68,3 +73,10 @@ class UrllibHttp:
             tmp.unlink(missing_ok=True)
             raise
         os.replace(tmp, dest)
+
+
+def _total(length: str | None, max_bytes: int | None) -> int | None:
+    """The size to show a download against: the server's Content-Length, else the index's."""
+    if length is not None and length.isdigit():
+        return int(length)
+    return max_bytes
