@@ -221,24 +221,74 @@ def test_tampered_packages_index_is_refused(mirror, real_bookworm, fresh_cache) 
     assert not list(fresh_cache.rglob("*Packages.xz*"))
 
 
+@dataclass(frozen=True)
+class RealKernelSuite:
+    """Debian's signed InRelease and Packages.xz of every archive suite debian:bookworm reads
+    (bookworm, -security, -updates), and the kernel debian:bookworm resolves to over them."""
+    indexes: dict[str, tuple[bytes, bytes]]  # archive suite -> (InRelease, Packages.xz)
+    current: str
+    image_suite: str  # the archive suite linux-image-<current> comes from
+    image_filename: str
+    image_size: int
+
+
+@pytest.fixture(scope="module")
+def real_kernel_suite() -> RealKernelSuite:
+    """(cached per machine)"""
+    from kbuild_py.debian import archive as debian
+    from kbuild_py.debian.suites import dists
+    from kbuild_py.errors import MirrorError
+
+    try:
+        suite = debian.KernelSuite("bookworm")
+        current = suite.current_release()
+        found = suite.find(f"linux-image-{current}")
+        assert found is not None
+        indexes = {part.suite: ((part.signed.cache / "InRelease").read_bytes(),
+                                part.signed.index(PACKAGES).read_bytes())
+                   for part in suite.parts}
+    except MirrorError as err:
+        require(False, f"the Debian mirror ({err.message})")
+        raise
+    assert set(indexes) == set(dists("bookworm"))
+    return RealKernelSuite(indexes, current, found[0].suite, found[1].filename, found[1].size)
+
+
+def serve_kernel_suite(m: Mirror, real: RealKernelSuite) -> str:
+    """Serve every archive suite of debian:bookworm as the mirror does: -security from the
+    mirror's security sibling (URL-security). Returns the pool URL path of the kernel image."""
+    for dist, (inrelease, packages_xz) in real.indexes.items():
+        dists = f"{_top(dist)}/dists/{dist}"
+        m.routes[f"{dists}/InRelease"] = inrelease
+        digest = hashlib.sha256(packages_xz).hexdigest()
+        m.routes[f"{dists}/main/binary-amd64/by-hash/SHA256/{digest}"] = packages_xz
+    return f"{_top(real.image_suite)}/{real.image_filename}"
+
+
+def _top(dist: str) -> str:
+    return "/debian-security" if dist.endswith("-security") else "/debian"
+
+
 @pytest.mark.network
 def test_tampered_kernel_package_fails_the_kernels_row(  # type: ignore[no-untyped-def]
-        mirror, real_bookworm, fresh_cache, tmp_path) -> None:
-    serve_real(mirror, real_bookworm)
-    pool = "/debian/" + real_bookworm.image_filename
-    mirror.routes[pool] = Zeros(real_bookworm.image_size)  # right size, wrong content
+        mirror, real_kernel_suite, fresh_cache, tmp_path) -> None:
+    """debian:bookworm's kernel (from whichever archive suite it resolves over) tampered."""
+    real = real_kernel_suite
+    pool = serve_kernel_suite(mirror, real)
+    mirror.routes[pool] = Zeros(real.image_size)  # right size, wrong content
     ko = tmp_path / "hello.ko"
     ko.write_bytes(b"\x7fELF")
     res = run_kmod_py(["test", "--ko", ko, "--kernel", "debian:bookworm",
                        "--mirror", mirror.url, "--json"])
     assert res.exit_code == 1, res.output
     [row] = json.loads(res.stdout)
-    assert row["result"] == "error" and row["release"] == real_bookworm.current
-    deb = Path(real_bookworm.image_filename).name
-    assert row["error"].startswith(f"{deb} (from bookworm) did not verify: SHA256 ")
+    assert row["result"] == "error" and row["release"] == real.current, res.output
+    deb = Path(real.image_filename).name
+    assert row["error"].startswith(f"{deb} (from {real.image_suite}) did not verify: SHA256 "), \
+        res.output
     assert pool in mirror.requests
     assert not list((fresh_cache / "debs").iterdir())  # neither the .deb nor a partial one
-    assert not (fresh_cache / "kernels" / real_bookworm.current / ".complete").exists()
+    assert not (fresh_cache / "kernels" / real.current / ".complete").exists()
 
 
 @pytest.fixture(scope="module")
@@ -261,10 +311,13 @@ def real_security() -> RealSuite:
 
 @pytest.mark.network
 def test_security_updates_come_from_the_mirrors_security_sibling(  # type: ignore[no-untyped-def]
-        mirror, real_security, fresh_cache, tmp_path) -> None:
-    """--mirror URL: bookworm-security is read from URL-security, verified the same way."""
+        mirror, real_kernel_suite, real_security, fresh_cache, tmp_path) -> None:
+    """--mirror URL: bookworm-security is read from URL-security, verified the same way. The
+    mirror is a whole one (bookworm and bookworm-updates too): debian:bookworm is read as its
+    suites together and a mirror without the release suite itself is not a Debian mirror."""
+    serve_kernel_suite(mirror, real_kernel_suite)
     dists = "/debian-security/dists/bookworm-security"
-    mirror.routes[f"{dists}/InRelease"] = real_security.inrelease
+    mirror.routes[f"{dists}/InRelease"] = real_security.inrelease  # the index `current` is from
     sha = hashlib.sha256(real_security.packages_xz).hexdigest()
     mirror.routes[f"{dists}/main/binary-amd64/by-hash/SHA256/{sha}"] = real_security.packages_xz
     pool = "/debian-security/" + real_security.image_filename
@@ -276,7 +329,8 @@ def test_security_updates_come_from_the_mirrors_security_sibling(  # type: ignor
     assert res.exit_code == 1, res.output
     [row] = json.loads(res.stdout)
     deb = Path(real_security.image_filename).name
-    assert row["error"].startswith(f"{deb} (from bookworm-security) did not verify: SHA256 ")
+    assert row["error"].startswith(f"{deb} (from bookworm-security) did not verify: SHA256 "), \
+        res.output
     assert f"{dists}/InRelease" in mirror.requests and pool in mirror.requests
 
 
