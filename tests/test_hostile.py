@@ -342,15 +342,33 @@ def zstd_bomb(path: Path, size: int) -> Path:
     return path
 
 
+# The peak RSS of a child forked straight from pytest is not the child's own: Linux starts a
+# forked child's high-water mark from the parent's resident memory (and keeps it across exec),
+# so late in a long pytest run `true` alone "peaks" at hundreds of MiB. A small launcher
+# process (fresh after its exec) forks the measured command instead and reports its peak.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
 def max_rss_of(argv: list[str], cwd: Path) -> tuple[int, str, int]:
-    """(exit code, stderr, peak RSS in bytes) of one child process."""
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss * 1024
+    """(exit code, stderr, peak RSS in bytes) of one command, whatever this process holds."""
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *map(str, argv)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rc, rss = map(int, proc.stdout.split())
+    return rc, proc.stderr, rss
+
+
+def test_max_rss_of_does_not_count_what_the_caller_holds(tmp_path: Path) -> None:
+    held = bytearray(300 << 20)
+    held[:: 1 << 12] = b"\1" * len(range(0, len(held), 1 << 12))  # resident, not just mapped
+    rc, _, rss = max_rss_of(["true"], tmp_path)
+    assert rc == 0 and rss < 100 << 20, f"peak RSS {rss >> 20} MiB"
+    del held
 
 
 def test_r6_test_ko_bomb_is_refused_within_bounded_memory(tmp_path: Path) -> None:
