@@ -29,6 +29,25 @@ def test_plain_forms_parse() -> None:
     }  # fmt: skip
     enforced = parse_fast(["--ko", "m.ko", "--sig-enforce"])
     assert enforced is not None and enforced["sig_enforce"] and not enforced["sign"]
+    flags = parse_fast(["--sign", "--no-wait"])
+    assert flags is not None and flags["sign"] and flags["no_wait"] and not flags["sig_enforce"]
+
+
+def test_fast_path_knows_every_option_of_the_test_command() -> None:
+    """An option added to `kmod-py test` must be added to the typer-free fast path too (and
+    to test_plain_forms_parse's expected dict): same option names, same parameters."""
+    import typer.main
+
+    from kbuild_py.cli import app, testmain
+
+    test = typer.main.get_command(app).commands["test"]  # type: ignore[attr-defined]
+    typer_options = {opt: p.name for p in test.params if p.param_type_name == "option"
+                     for opt in p.opts if p.name != "help"}
+    fast = {opt: name for opt, (name, _, _) in testmain._OPTIONS.items()}
+    assert fast == typer_options
+    default = parse_fast([])
+    assert default is not None
+    assert set(default) == {p.name for p in test.params}
 
 
 @pytest.mark.parametrize(
