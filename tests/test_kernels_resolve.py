@@ -157,7 +157,7 @@ def test_unknown_release_lists_what_exists(docker_client, host_release: str) -> 
 def test_release_search_skips_an_expired_suite_but_not_a_forged_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Searching suites for a release: an expired Release (e.g. sid on a stale mirror) is never
     read but only skips that suite, with a note; a bad signature still ends the search."""
-    from kbuild_py.errors import ExpiredReleaseError, VerificationError
+    from kbuild_py.errors import ExpiredReleaseError, MirrorError, VerificationError
 
     bad: dict[str, Exception] = {"bullseye": ExpiredReleaseError("sid... expired on X")}
 
@@ -168,7 +168,7 @@ def test_release_search_skips_an_expired_suite_but_not_a_forged_one(monkeypatch)
         def find(self, name: str) -> object:
             if self.suite in bad:
                 raise bad[self.suite]
-            return object() if self.suite == "trixie" else None
+            return object() if self.suite == "trixie" and "headers" in name else None
 
     monkeypatch.setattr(debian, "KernelSuite", Fake)
     skipped: list[str] = []
@@ -177,6 +177,17 @@ def test_release_search_skips_an_expired_suite_but_not_a_forged_one(monkeypatch)
     bad["bookworm"] = VerificationError("bad signature")
     with pytest.raises(VerificationError, match="bad signature"):
         debian.suite_for_release("6.12.1-amd64", None, [])
+
+    # fetching a kernel package by searching the suites: the same rule
+    from kbuild_py.debian import linuximage
+
+    del bad["bookworm"]
+    with pytest.raises(MirrorError, match="not found in Debian") as info:
+        linuximage.fetch_deb("linux-image-6.12.1-amd64")  # in no suite (Fake.find)
+    assert not isinstance(info.value, VerificationError)
+    assert "(skipped, Release expired: bullseye)" in (info.value.hint or "")
+    with pytest.raises(ExpiredReleaseError):
+        linuximage.fetch_deb("linux-image-6.12.1-amd64", suite="bullseye")
 
 
 @pytest.mark.network

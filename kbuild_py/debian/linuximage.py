@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kbuild_py.debian import archive as debian
 from kbuild_py.debian.suites import SUITES, arch_of
-from kbuild_py.errors import MirrorError, VerificationError
+from kbuild_py.errors import ExpiredReleaseError, MirrorError, VerificationError
 from kbuild_py.paths import cache_dir
 
 
@@ -72,9 +72,15 @@ def fetch_deb(
     arch = arch or arch_of(package)
     suites = [suite] if suite else list(SUITES)
     unreachable: MirrorError | None = None
+    expired: list[str] = []
     for name in suites:
         try:
             found = debian.KernelSuite(name, mirror, arch).find(package)
+        except ExpiredReleaseError:
+            if suite:
+                raise  # debian:SUITE asked for: never read an expired Release
+            expired.append(name)  # searching: that suite is skipped, named below
+            continue
         except VerificationError:
             raise
         except MirrorError as err:  # that suite is not served here: try the next
@@ -85,7 +91,8 @@ def fetch_deb(
     raise MirrorError(
         f"package {package} ({arch}) not found in Debian {', '.join(suites)} "
         "(security and point-update suites included)",
-        "check the release with `kmod-py kernels --suite SUITE`",
+        "check the release with `kmod-py kernels --suite SUITE`"
+        + (f" (skipped, Release expired: {', '.join(expired)})" if expired else ""),
     ) from unreachable
 
 
