@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import require
 from typer.testing import CliRunner
 
 from kbuild_py.check.target import decode_tables, encode_tables
@@ -110,9 +111,9 @@ def test_shared_cache_dir_is_refused(  # type: ignore[no-untyped-def]
     assert lines[1].startswith("hint: use a directory of your own: set KMOD_PY_CACHE")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 def test_cache_dir_of_another_user_is_refused(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    require(os.geteuid() == 0, "root (chown to another user)")
     other = tmp_path / "theirs"
     other.mkdir(mode=0o700)
     os.chown(other, 65534, 65534)
