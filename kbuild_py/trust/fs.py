@@ -207,23 +207,14 @@ def _fill_plain(src_fd: int, dst_fd: int, size: int, off: int = 0) -> None:
             view, off = view[n:], off + n
 
 
-def copy_file(src: Path, dst: Path) -> None:
-    """Copy src to dst with its mode and times: holes stay holes, dst is replaced (never
-    written through a hard link or a symlink), a half-made copy is removed, and a write error
-    names dst (e.g. `dst: No space left on device`)."""
+@contextmanager
+def _replacing(dst: Path) -> Iterator[int]:
+    """The fd of a new file beside dst that replaces dst when the block ends (a hard link or
+    symlink at dst is replaced, never written through). On any failure the half-made file is
+    removed, and an OSError that names no file names dst (`dst: No space left on device`)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name[:40]}.", suffix=".part", dir=dst.parent)
     try:
-        with open(src, "rb") as s:
-            st = os.fstat(s.fileno())
-            try:
-                _fill(s.fileno(), fd, st.st_size)
-            except OSError as err:
-                if err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    raise
-                _fill_plain(s.fileno(), fd, st.st_size)
-                os.ftruncate(fd, st.st_size)
-        os.fchmod(fd, stat.S_IMODE(st.st_mode))
-        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        yield fd
         os.close(fd)
         fd = -1
         os.replace(tmp, dst)
@@ -239,29 +230,32 @@ def copy_file(src: Path, dst: Path) -> None:
         raise
 
 
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy src to dst with its mode and times: holes stay holes, dst is replaced (never
+    written through a hard link or a symlink), a half-made copy is removed, and a write error
+    names dst (e.g. `dst: No space left on device`)."""
+    with _replacing(dst) as fd, open(src, "rb") as s:
+        st = os.fstat(s.fileno())
+        try:
+            _fill(s.fileno(), fd, st.st_size)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            _fill_plain(s.fileno(), fd, st.st_size)
+            os.ftruncate(fd, st.st_size)
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def write_replacing(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Write path as a new file that replaces the old entry (a hard link elsewhere keeps its
     content); a failed write removes the partial file and names path."""
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".part", dir=path.parent)
-    try:
+    with _replacing(path) as fd:
         view = memoryview(raw)
         while view:
             view = view[os.write(fd, view):]
         os.fchmod(fd, mode & ~_umask())
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException as err:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, OSError) and err.filename is None:
-            raise OSError(err.errno, err.strerror, os.fspath(path)) from None
-        raise
 
 
 def _umask() -> int:
